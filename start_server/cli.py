@@ -1,0 +1,169 @@
+"""The command line: options -> Config -> run, restart, stop or status.
+
+Every error is one line on stderr, ``start_server: <option>=<value>: <why>``:
+exit 2 for bad input (usage), 1 when the system says no (port in use, a
+locked pid file, a restart that failed).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Optional
+
+import click
+
+from . import __version__
+
+CONTEXT = {
+    "help_option_names": ["-h", "--help"],
+    "allow_interspersed_args": False,  # everything after the program is its own
+    "max_content_width": 100,
+}
+
+
+@click.command(context_settings=CONTEXT)
+@click.option(
+    "--port",
+    multiple=True,
+    metavar="SPEC",
+    help="Bind PORT, HOST:PORT or [V6]:PORT; 'u' before the port for UDP; =FD to "
+    "place the socket on that fd. Repeatable.",
+)
+@click.option(
+    "--path", multiple=True, metavar="PATH", help="Bind a unix stream socket. Repeatable."
+)
+@click.option("--dir", metavar="DIR", help="Working directory of the server program.")
+@click.option(
+    "--interval",
+    metavar="SECONDS",
+    help="A generation alive this long has started (default 1; fractions allowed).",
+)
+@click.option(
+    "--signal-on-hup", metavar="SIG", help="Signal for old generations on a restart (default TERM)."
+)
+@click.option(
+    "--signal-on-term",
+    metavar="SIG",
+    help="Signal for all generations when the starter gets TERM (default TERM).",
+)
+@click.option("--pid-file", metavar="FILE", help="Write, lock and hold the starter's pid file.")
+@click.option("--status-file", metavar="FILE", help="Write GEN:PID lines of live generations.")
+@click.option(
+    "--envdir", metavar="DIR", help="daemontools envdir, re-read before every spawn (env ENVDIR)."
+)
+@click.option(
+    "--log-file",
+    metavar="FILE|'| CMD'",
+    help="Send stdout and stderr to FILE (appended) or into CMD; USR1 reopens FILE.",
+)
+@click.option("--daemonize", is_flag=True, help="Detach (needs --log-file).")
+@click.option(
+    "--enable-auto-restart",
+    is_flag=True,
+    help="Restart every --auto-restart-interval seconds (env ENABLE_AUTO_RESTART).",
+)
+@click.option(
+    "--auto-restart-interval", metavar="SECONDS", help="Default 360 (env AUTO_RESTART_INTERVAL)."
+)
+@click.option(
+    "--kill-old-delay",
+    metavar="SECONDS",
+    help="Wait this long after a start before signalling old generations "
+    "(default 5 with auto-restart, else 0; env KILL_OLD_DELAY).",
+)
+@click.option("--backlog", metavar="N", help="listen(2) backlog (default SOMAXCONN).")
+@click.option(
+    "--wait-ready",
+    is_flag=True,
+    help="A generation has started only when it sends READY=1 to NOTIFY_SOCKET.",
+)
+@click.option(
+    "--ready-timeout",
+    metavar="SECONDS",
+    help="With --wait-ready: stop a generation not ready by then (default 60).",
+)
+@click.option(
+    "--stop-timeout",
+    metavar="SECONDS",
+    help="SIGKILL a signalled generation's process group after this long (default: wait forever).",
+)
+@click.option(
+    "--backoff-max",
+    metavar="SECONDS",
+    help="Longest delay between failed start attempts (default 30).",
+)
+@click.option(
+    "--restart",
+    "mode",
+    flag_value="restart",
+    help="Client: HUP the running starter, wait until the new generation took over.",
+)
+@click.option(
+    "--stop",
+    "mode",
+    flag_value="stop",
+    help="Client: TERM the running starter, wait until it exited.",
+)
+@click.option(
+    "--status",
+    "mode",
+    flag_value="status",
+    help="Client: show the generations of the running starter.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
+@click.option("--timeout", metavar="SECONDS", help="Deadline of --restart and --stop (default 60).")
+@click.version_option(__version__, "--version", message="%(version)s")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def command(mode: Optional[str], as_json: bool, **options: Any) -> None:
+    """A superdaemon for hot-deploying server programs.
+
+    start_server [options] -- server-prog server-arg1 ...
+    """
+    from .config import ConfigError, build
+
+    try:
+        config = build(options, os.environ, mode=mode or "run")
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    sys.exit(_dispatch(mode, config, as_json))
+
+
+def _dispatch(mode: Optional[str], config: Any, as_json: bool) -> int:
+    from . import control
+    from .daemonize import LogError
+    from .files import FileError
+    from .sockets import BindError
+
+    try:
+        if mode == "restart":
+            return control.restart(config)
+        if mode == "stop":
+            return control.stop(config)
+        if mode == "status":
+            return control.status(config, as_json)
+        from .loop import serve
+
+        return serve(config, os.environ)
+    except (BindError, FileError, LogError, control.ControlError) as exc:
+        _fail(str(exc), 1)
+    return 1  # pragma: no cover - _fail exits
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"start_server: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point; click's own usage errors also become one line and exit 2."""
+    try:
+        command.main(args=argv, prog_name="start_server", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        _fail(exc.format_message(), 2)
+    except click.Abort:
+        _fail("aborted", 1)
+    sys.exit(0)

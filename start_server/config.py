@@ -1,0 +1,220 @@
+"""One frozen ``Config`` from the command line, a config file and the environment.
+
+Precedence, as the original's code has it: an option beats the environment
+variable of the same meaning (``KILL_OLD_DELAY`` ...), which beats the default;
+an envdir file beats them all and is re-read before every spawn. Every
+validation error names the option and the value.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .core import Policy
+from .spec import (
+    PathSpec,
+    PortSpec,
+    SpecError,
+    check_fd_collisions,
+    parse_count,
+    parse_port,
+    parse_seconds,
+    parse_signal,
+)
+
+
+class ConfigError(Exception):
+    """Bad input: one line naming the option and the value; exit status 2."""
+
+
+@dataclass(frozen=True)
+class Config:
+    command: tuple[str, ...] = ()
+    ports: tuple[PortSpec, ...] = ()
+    paths: tuple[PathSpec, ...] = ()
+    dir: Optional[str] = None
+    pid_file: Optional[str] = None
+    status_file: Optional[str] = None
+    envdir: Optional[str] = None
+    log_file: Optional[str] = None
+    daemonize: bool = False
+    backlog: int = socket.SOMAXCONN
+    policy: Policy = field(default_factory=Policy)
+    timeout: float = 60.0  # --restart / --stop deadline
+
+
+def _opt(options: Mapping[str, Any], name: str) -> Any:
+    value = options.get(name)
+    return None if value is None or value == () else value
+
+
+def _seconds(name: str, raw: Any, *, allow_zero: bool = True) -> float:
+    try:
+        return parse_seconds(raw, allow_zero=allow_zero)
+    except SpecError as exc:
+        raise ConfigError(f"--{name}={raw}: {exc}") from None
+
+
+def _truthy(raw: str) -> bool:
+    return raw.strip() not in ("", "0")
+
+
+def check_command(
+    command: tuple[str, ...], directory: Optional[str], env: Mapping[str, str]
+) -> None:
+    """Refuse a command that cannot be run, before anything is started."""
+    prog = command[0]
+    if "/" in prog:
+        path = prog if os.path.isabs(prog) or directory is None else os.path.join(directory, prog)
+        if not os.path.exists(path):
+            raise ConfigError(f"command {prog!r}: no such file")
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise ConfigError(f"command {prog!r}: not an executable file")
+        return
+    found = shutil.which(prog, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise ConfigError(f"command {prog!r}: not found in PATH")
+
+
+def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str = "run") -> Config:
+    """Validate raw option values (strings, lists, flags) into a Config.
+
+    ``mode`` is ``run``, ``restart``, ``stop`` or ``status``: client modes
+    check only what they need.
+    """
+    pid_file = _opt(options, "pid_file")
+    status_file = _opt(options, "status_file")
+    timeout = _seconds("timeout", _opt(options, "timeout") or 60, allow_zero=False)
+    if mode == "restart" and not (pid_file and status_file):
+        raise ConfigError("--restart requires --pid-file and --status-file")
+    if mode == "stop" and not pid_file:
+        raise ConfigError("--stop requires --pid-file")
+    if mode == "status" and not (pid_file and status_file):
+        raise ConfigError("--status requires --pid-file and --status-file")
+    if mode != "run":
+        return Config(pid_file=pid_file, status_file=status_file, timeout=timeout)
+
+    command = tuple(options.get("command") or ())
+    if not command:
+        raise ConfigError("server program not specified (start_server [options] -- prog args...)")
+
+    ports = []
+    for raw in options.get("port") or ():
+        try:
+            ports.append(parse_port(str(raw)))
+        except SpecError as exc:
+            raise ConfigError(f"--port={raw}: {exc}") from None
+    try:
+        check_fd_collisions(ports)
+    except SpecError as exc:
+        raise ConfigError(f"--port: {exc}") from None
+    for p in ports:
+        if p.fd in (1, 2):
+            raise ConfigError(
+                f"--port={p.raw}: fd {p.fd} is the starter's "
+                f"{'stdout' if p.fd == 1 else 'stderr'}; choose 0 or 3 and up"
+            )
+    paths = []
+    for raw in options.get("path") or ():
+        if not str(raw):
+            raise ConfigError("--path=: empty path")
+        paths.append(PathSpec(str(raw)))
+
+    directory = _opt(options, "dir")
+    if directory is not None and not os.path.isdir(directory):
+        raise ConfigError(f"--dir={directory}: not a directory")
+
+    signals = {}
+    for name in ("signal_on_hup", "signal_on_term"):
+        raw = _opt(options, name) or "TERM"
+        try:
+            signals[name] = parse_signal(str(raw))
+        except SpecError as exc:
+            raise ConfigError(f"--{name.replace('_', '-')}={raw}: {exc}") from None
+
+    interval = _seconds("interval", _opt(options, "interval") or 1)
+
+    envdir_raw = _opt(options, "envdir")
+    envdir_src = "--envdir"
+    if envdir_raw is None and environ.get("ENVDIR"):
+        envdir_raw, envdir_src = environ["ENVDIR"], "ENVDIR"
+    if envdir_raw is not None and not os.path.isdir(envdir_raw):
+        raise ConfigError(f"{envdir_src}={envdir_raw}: not a directory")
+
+    if options.get("enable_auto_restart"):
+        auto_restart = True
+    else:
+        auto_restart = _truthy(environ.get("ENABLE_AUTO_RESTART", ""))
+    ari_raw = _opt(options, "auto_restart_interval")
+    ari_name = "auto-restart-interval"
+    if ari_raw is None and environ.get("AUTO_RESTART_INTERVAL"):
+        ari_raw, ari_name = environ["AUTO_RESTART_INTERVAL"], "AUTO_RESTART_INTERVAL"
+    auto_restart_interval = (
+        360.0 if ari_raw is None else _seconds(ari_name, ari_raw, allow_zero=False)
+    )
+    kod_raw = _opt(options, "kill_old_delay")
+    kod_name = "kill-old-delay"
+    if kod_raw is None and environ.get("KILL_OLD_DELAY") not in (None, ""):
+        kod_raw, kod_name = environ["KILL_OLD_DELAY"], "KILL_OLD_DELAY"
+    kill_old_delay = None if kod_raw is None else _seconds(kod_name, kod_raw)
+
+    backlog_raw = _opt(options, "backlog")
+    try:
+        backlog = socket.SOMAXCONN if backlog_raw is None else parse_count(backlog_raw, minimum=1)
+    except SpecError as exc:
+        raise ConfigError(f"--backlog={backlog_raw}: {exc}") from None
+
+    ready_timeout = _seconds(
+        "ready-timeout", _opt(options, "ready_timeout") or 60, allow_zero=False
+    )
+    st_raw = _opt(options, "stop_timeout")
+    stop_timeout = None if st_raw is None else _seconds("stop-timeout", st_raw)
+    backoff_max = _seconds("backoff-max", _opt(options, "backoff_max") or 30)
+
+    log_file = _opt(options, "log_file")
+    daemonize = bool(options.get("daemonize"))
+    if daemonize and not log_file:
+        raise ConfigError("--daemonize requires --log-file")
+    if log_file is not None and not log_file.lstrip().startswith("|"):
+        parent = os.path.dirname(os.path.abspath(log_file))
+        if not os.path.isdir(parent):
+            raise ConfigError(f"--log-file={log_file}: directory {parent} does not exist")
+    for name, value in (("pid-file", pid_file), ("status-file", status_file)):
+        if value is not None:
+            parent = os.path.dirname(os.path.abspath(value))
+            if not os.path.isdir(parent):
+                raise ConfigError(f"--{name}={value}: directory {parent} does not exist")
+
+    check_command(command, directory, environ)
+
+    policy = Policy(
+        interval=interval,
+        signal_on_hup=signals["signal_on_hup"],
+        signal_on_term=signals["signal_on_term"],
+        kill_old_delay=kill_old_delay,
+        auto_restart=auto_restart,
+        auto_restart_interval=auto_restart_interval,
+        wait_ready=bool(options.get("wait_ready")),
+        ready_timeout=ready_timeout,
+        stop_timeout=stop_timeout,
+        backoff_max=backoff_max,
+    )
+    return Config(
+        command=command,
+        ports=tuple(ports),
+        paths=tuple(paths),
+        dir=directory,
+        pid_file=pid_file,
+        status_file=status_file,
+        envdir=envdir_raw,
+        log_file=log_file,
+        daemonize=daemonize,
+        backlog=backlog,
+        policy=policy,
+        timeout=timeout,
+    )

@@ -1,0 +1,233 @@
+"""Client commands: ``--restart``, ``--stop``, ``--status``.
+
+Each signals the running starter, then waits on something that changes (the
+status file's directory through inotify, the starter's pidfd, the pid-file
+lock) with a deadline, and exits with a truthful code and one line of reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import fcntl
+import json
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+from .config import Config
+from .files import FileError, json_path, parse_pid, parse_status, read_json, read_pid
+
+_IN_MODIFY = 0x002
+_IN_CLOSE_WRITE = 0x008
+_IN_MOVED_TO = 0x080
+_IN_CREATE = 0x100
+_IN_DELETE = 0x200
+
+
+class ControlError(Exception):
+    """The client command failed; the message is its one line."""
+
+
+class _DirWatch:
+    """inotify on a directory, through libc; ``fd`` is None where unavailable."""
+
+    def __init__(self, directory: str) -> None:
+        self.fd: Optional[int] = None
+        name = ctypes.util.find_library("c")
+        try:
+            libc = ctypes.CDLL(name, use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        except (OSError, AttributeError):
+            return
+        if fd < 0:
+            return
+        mask = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
+        if libc.inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
+            os.close(fd)
+            return
+        self.fd = fd
+
+    def drain(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self.fd, 65536):
+                    pass
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _pidfd(pid: int) -> Optional[int]:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _starter_pid(pid_file: str) -> int:
+    pid = read_pid(pid_file)
+    if not _alive(pid):
+        raise ControlError(f"--pid-file={pid_file}: names pid {pid}, which is not running")
+    return pid
+
+
+def _generations(status_file: str) -> list[tuple[int, int]]:
+    try:
+        with open(status_file) as fh:
+            return parse_status(fh.read())
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ControlError(f"--status-file={status_file}: cannot read: {exc.strerror}") from None
+
+
+def restart(config: Config) -> int:
+    """HUP the starter; 0 once only generations newer than the old ones are listed."""
+    assert config.pid_file and config.status_file
+    pid = _starter_pid(config.pid_file)
+    gens = _generations(config.status_file)
+    if not gens:
+        raise ControlError(
+            f"--status-file={config.status_file}: no active generation listed "
+            "(is the starter still starting?)"
+        )
+    wait_for = max(g for g, _ in gens) + 1
+    watch = _DirWatch(os.path.dirname(os.path.abspath(config.status_file)))
+    pidfd = _pidfd(pid)
+    deadline = time.monotonic() + config.timeout
+    try:
+        os.kill(pid, signal.SIGHUP)
+        while True:
+            now_gens = _generations(config.status_file)
+            numbers = sorted({g for g, _ in now_gens})
+            if numbers and numbers[0] >= wait_for and len(numbers) == 1:
+                pids = ",".join(str(p) for _, p in now_gens)
+                print(
+                    f"start_server: restarted: generation {numbers[0]} (pid {pids})",
+                    file=sys.stderr,
+                )
+                return 0
+            detail = read_json(json_path(config.status_file)) or {}
+            failed = detail.get("failed_generation")
+            if isinstance(failed, int) and failed >= wait_for:
+                raise ControlError(
+                    f"generation {failed} failed to start: {detail.get('failed_reason') or '?'}"
+                    "; the previous generation keeps serving"
+                )
+            if not _alive(pid):
+                raise ControlError(f"start_server (pid {pid}) exited before the restart completed")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                listed = ", ".join(f"{g}:{p}" for g, p in now_gens) or "nothing"
+                raise ControlError(
+                    f"timed out after {config.timeout:g} s waiting for generation {wait_for} "
+                    f"to take over (status file lists {listed})"
+                )
+            fds = [fd for fd in (watch.fd, pidfd) if fd is not None]
+            # Without inotify, re-read every 50 ms (the starter itself never polls).
+            select.select(fds, [], [], min(remaining, 0.05) if watch.fd is None else remaining)
+            watch.drain()
+    finally:
+        watch.close()
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def stop(config: Config) -> int:
+    """TERM the starter; 0 once it released its pid-file lock (it has exited)."""
+    assert config.pid_file
+    try:
+        fd = os.open(config.pid_file, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ControlError(f"--pid-file={config.pid_file}: cannot open: {exc.strerror}") from None
+    try:
+        pid = parse_pid(os.pread(fd, 64, 0).decode(errors="replace"))
+        if pid is None:
+            raise ControlError(f"--pid-file={config.pid_file}: no pid in it")
+        if not _alive(pid):
+            raise ControlError(
+                f"--pid-file={config.pid_file}: names pid {pid}, which is not running"
+            )
+        print(f"stop_server (pid:{os.getpid()}) stopping now (pid:{pid})...", file=sys.stderr)
+        os.kill(pid, signal.SIGTERM)
+        # The starter holds the lock for life; a blocking flock returns when it is gone.
+        locker = threading.Thread(target=fcntl.flock, args=(fd, fcntl.LOCK_EX), daemon=True)
+        locker.start()
+        locker.join(config.timeout)
+        if locker.is_alive():
+            raise ControlError(
+                f"timed out after {config.timeout:g} s; start_server (pid {pid}) is still running"
+            )
+        return 0
+    finally:
+        os.close(fd)
+
+
+def _age(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def status(config: Config, as_json: bool) -> int:
+    """Print what the running starter publishes: a table, or JSON."""
+    assert config.pid_file and config.status_file
+    pid = _starter_pid(config.pid_file)
+    detail = read_json(json_path(config.status_file))
+    if detail is None:
+        # Written by another implementation: the GEN:PID lines are all there is.
+        detail = {
+            "starter_pid": pid,
+            "generations": [
+                {"generation": g, "pid": p, "state": "active"}
+                for g, p in _generations(config.status_file)
+            ],
+        }
+    if as_json:
+        print(json.dumps(detail, indent=2, sort_keys=True))
+        return 0
+    now = time.time()
+    rows: list[list[Any]] = [["GEN", "PID", "STATE", "READY", "AGE", "STATUS"]]
+    for g in detail.get("generations", []):
+        spawned = g.get("spawned_at")
+        rows.append(
+            [
+                g.get("generation"),
+                g.get("pid"),
+                g.get("state", "?"),
+                "yes" if g.get("ready") else "-",
+                _age(now - spawned if isinstance(spawned, (int, float)) else None),
+                g.get("status") or "",
+            ]
+        )
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    print(f"start_server pid {detail.get('starter_pid', pid)}")
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+__all__ = ["ControlError", "FileError", "restart", "status", "stop"]

@@ -1,0 +1,143 @@
+"""``--daemonize`` (python-daemon, imported only here) and ``--log-file``.
+
+The log target is a file (appended) or ``| command`` (a shell reading our
+output on its stdin). After set-up, stdout and stderr of the starter, and so
+of every generation, are that target. SIGUSR1 reopens a file (logrotate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+from typing import Optional
+
+
+class LogError(Exception):
+    """The log file or command could not be opened; names the option."""
+
+
+class LogTarget:
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        stripped = spec.lstrip()
+        self.command: Optional[str] = stripped[1:].strip() if stripped.startswith("|") else None
+        self.fd: Optional[int] = None
+        self.pid: Optional[int] = None
+
+    def _open_file(self) -> int:
+        return os.open(self.spec, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def open(self) -> None:
+        if self.command is None:
+            try:
+                self.fd = self._open_file()
+            except OSError as exc:
+                raise LogError(f"--log-file={self.spec}: cannot open: {exc.strerror}") from None
+            return
+        if not self.command:
+            raise LogError(f"--log-file={self.spec}: empty command after '|'")
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child, until exec
+            try:
+                os.dup2(read_end, 0)
+                # Its own process group: a Ctrl-C meant for the starter must not
+                # kill the logger before the starter's last lines reach it.
+                os.setpgid(0, 0)
+                os.execv("/bin/sh", ["sh", "-c", self.command])
+            finally:
+                os._exit(127)
+        os.close(read_end)
+        self.fd, self.pid = write_end, pid
+
+    def redirect(self) -> None:
+        """Make the target our stdout and stderr (inherited by every generation)."""
+        assert self.fd is not None
+        os.dup2(self.fd, 1)
+        os.dup2(self.fd, 2)
+
+    def reopen(self) -> None:
+        """SIGUSR1: a rotated file is replaced by a fresh one at the same path."""
+        from .effects import log
+
+        if self.command is not None:
+            log("received USR1: the log goes to a command, nothing to reopen")
+            return
+        try:
+            fd = self._open_file()
+        except OSError as exc:
+            log(f"received USR1: cannot reopen {self.spec}: {exc.strerror}; keeping the old one")
+            return
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        if self.fd is not None:
+            os.close(self.fd)
+        self.fd = fd
+        log(f"received USR1: reopened log file {self.spec}")
+
+    def close(self) -> None:
+        """Close our ends; give a log command up to 5 s to drain and exit."""
+        if self.fd is None:
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        os.close(self.fd)
+        self.fd = None
+        if self.pid is not None:
+            _wait_exit(self.pid, 5.0)
+            self.pid = None
+
+
+def _wait_exit(pid: int, timeout: float) -> None:
+    """Reap ``pid``, waiting at most ``timeout`` seconds (a pidfd, not a poll)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return
+    try:
+        select.select([pidfd], [], [], timeout)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    finally:
+        os.close(pidfd)
+
+
+class _Fd:
+    """A file-like with only ``fileno()``, for python-daemon's stream redirects."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+
+def daemonize(preserve: list[int], *, stdin_is_socket: bool) -> None:
+    """fork, setsid, fork (python-daemon), keeping our sockets and files.
+
+    The working directory and the umask stay what they were: the children run
+    where and with the mode they would in the foreground, and relative paths
+    in the options keep their meaning. stdin becomes /dev/null unless a
+    socket was put on fd 0; stdout and stderr stay the log target.
+    """
+    import daemon  # python-daemon: imported only when --daemonize is used
+
+    umask = os.umask(0)
+    os.umask(umask)
+    context = daemon.DaemonContext(
+        working_directory=os.getcwd(),
+        umask=umask,
+        files_preserve=preserve,
+        stdin=_Fd(0) if stdin_is_socket else None,
+        stdout=_Fd(1),
+        stderr=_Fd(2),
+        signal_map={},  # the loop installs its own handlers
+        prevent_core=False,
+        detach_process=True,
+    )
+    context.open()

@@ -1,0 +1,215 @@
+"""What touches the OS on the core's behalf: spawn, reap, signal, log, publish.
+
+Children are made with fork + exec rather than ``subprocess``: a ``Popen``
+object would reap behind our back (its ``__del__`` and ``_cleanup`` call
+waitpid), and the starter has exactly one owner of waitpid, ``reap()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Optional
+
+from .core import GenView, Publish, State
+from .spec import signal_name
+
+# Signals the starter handles; a child gets them back at their defaults.
+HANDLED_SIGNALS = (
+    signal.SIGHUP,
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGCHLD,
+    signal.SIGUSR1,
+    signal.SIGPIPE,
+)
+
+
+class SpawnError(Exception):
+    """The command could not be executed (reported by the child before exec)."""
+
+
+def _utc_now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
+def format_line(message: str, number: Optional[int] = None, pid: Optional[int] = None) -> str:
+    """``<UTC time> start_server[<pid>] [gen=N pid=P] message``: greppable, one line."""
+    who = ""
+    if number is not None:
+        who = f"gen={number} " + (f"pid={pid} " if pid else "")
+    return f"{_utc_now()} start_server[{os.getpid()}] {who}{message}\n"
+
+
+def log(message: str, number: Optional[int] = None, pid: Optional[int] = None) -> None:
+    """One write(2) per line to fd 2, so lines never interleave with a child's."""
+    with contextlib.suppress(OSError):
+        os.write(2, format_line(message, number, pid).encode(errors="replace"))
+
+
+def spawn(
+    command: tuple[str, ...],
+    env: Mapping[str, str],
+    cwd: Optional[str],
+    pass_fds: Iterable[int],
+) -> int:
+    """fork + exec the command in its own process group; return its pid.
+
+    Exec failure comes back through a close-on-exec pipe as a SpawnError, so
+    "command not found" is one clear error, not a mysterious early exit.
+    """
+    fds = tuple(pass_fds)
+    read_end, write_end = os.pipe()  # both close-on-exec
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child, until exec
+        try:
+            os.close(read_end)
+            os.setpgid(0, 0)
+            signal.set_wakeup_fd(-1)
+            for sig in HANDLED_SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            for fd in fds:
+                os.set_inheritable(fd, True)
+            step = "chdir to"
+            if cwd is not None:
+                os.chdir(cwd)
+            step = "execute"
+            os.execvpe(command[0], list(command), dict(env))
+        except BaseException as exc:
+            target = cwd if step == "chdir to" else command[0]
+            reason = exc.strerror if isinstance(exc, OSError) else repr(exc)
+            with contextlib.suppress(BaseException):
+                os.write(write_end, f"cannot {step} {target!r}: {reason}".encode())
+        finally:
+            os._exit(127)
+    os.close(write_end)
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)  # also from the parent: no window where a kill misses
+    chunks = []
+    while True:
+        chunk = os.read(read_end, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_end)
+    if chunks:
+        os.waitpid(pid, 0)
+        raise SpawnError(b"".join(chunks).decode(errors="replace"))
+    return pid
+
+
+def reap() -> list[tuple[int, int]]:
+    """Every child that has exited, as (pid, raw wait status). The only waitpid."""
+    out = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        out.append((pid, status))
+    return out
+
+
+def describe(status: int) -> str:
+    """``exit code 1`` / ``killed by SIGKILL`` (``, core dumped``)."""
+    if os.WIFEXITED(status):
+        return f"exit code {os.WEXITSTATUS(status)}"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        core = ", core dumped" if os.WCOREDUMP(status) else ""
+        return f"killed by SIG{signal_name(sig)}{core}"
+    return f"wait status {status}"
+
+
+def kill(pid: int, signum: int, group: bool = False) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+
+
+def read_envdir(path: Optional[str]) -> dict[str, Optional[str]]:
+    """daemontools envdir: each file's first line is a value; an empty file unsets.
+
+    Returns name -> value, or name -> None for a variable to remove.
+    """
+    out: dict[str, Optional[str]] = {}
+    if path is None:
+        return out
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as exc:
+        log(f"cannot read envdir {path}: {exc.strerror}")
+        return out
+    for name in names:
+        if name.startswith(".") or "=" in name:
+            continue
+        full = os.path.join(path, name)
+        try:
+            with open(full, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue  # a subdirectory or an unreadable file
+        if not data:
+            out[name] = None
+            continue
+        first = data.split(b"\n", 1)[0]
+        # daemontools: trailing blanks go, NULs become newlines.
+        out[name] = first.rstrip(b" \t").replace(b"\0", b"\n").decode(errors="replace")
+    return out
+
+
+def status_detail(snapshot: Publish, starter_pid: int, now: float) -> dict[str, Any]:
+    """The JSON sidecar: what ``--status`` and ``--restart`` read."""
+    wall = time.time()
+
+    def view(g: GenView) -> dict[str, Any]:
+        return {
+            "generation": g.number,
+            "pid": g.pid,
+            "state": g.state.value,
+            "ready": g.ready,
+            "status": g.status,
+            "spawned_at": wall - (now - g.spawned_at),
+            "started_at": None if g.started_at is None else wall - (now - g.started_at),
+        }
+
+    return {
+        "starter_pid": starter_pid,
+        "last_generation": snapshot.last_number,
+        "failed_generation": snapshot.failed_number,
+        "failed_reason": snapshot.failed_reason,
+        "generations": [view(g) for g in snapshot.generations],
+        "updated_at": wall,
+    }
+
+
+def status_entries(snapshot: Publish) -> list[tuple[int, int]]:
+    """The original's ``GEN:PID`` lines: generations that started and are alive."""
+    return [
+        (g.number, g.pid)
+        for g in snapshot.generations
+        if g.state in (State.ACTIVE, State.RETIRING) and g.started_at is not None
+    ]
+
+
+def notify_socket(address: str, message: str) -> None:
+    """Send one sd_notify datagram to ``address`` (``@`` = abstract namespace)."""
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(address)
+            sock.send(message.encode())
+        except OSError as exc:
+            log(f"cannot notify {address!r}: {exc.strerror}")

@@ -1,0 +1,169 @@
+"""The pid file and the status files, and their parsers.
+
+The pid file is locked before it is truncated (the original truncates first,
+so a second starter wipes the first one's pid before failing), and the lock is
+held for the starter's whole life: ``--stop`` waits on it. Status files are
+written to a temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+from typing import Any, Optional
+
+
+class FileError(Exception):
+    """A pid or status file problem; the message names the option and path."""
+
+
+class PidFile:
+    """``--pid-file``: created or reused, locked, then written; unlinked at exit."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd: Optional[int] = None
+        self._ident: Optional[tuple[int, int]] = None
+        self._created = False
+
+    def acquire(self) -> None:
+        try:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                self._created = True
+            except FileExistsError:
+                fd = os.open(self.path, os.O_RDWR)
+        except OSError as exc:
+            raise FileError(f"--pid-file={self.path}: cannot open: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = read_pid_fd(fd)
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                who = f" (pid {holder})" if holder else ""
+                raise FileError(
+                    f"--pid-file={self.path}: locked by a running start_server{who}"
+                ) from None
+            raise FileError(f"--pid-file={self.path}: cannot lock: {exc.strerror}") from None
+        st = os.fstat(fd)
+        self.fd, self._ident = fd, (st.st_dev, st.st_ino)
+
+    def write(self, pid: int) -> None:
+        assert self.fd is not None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{pid}\n".encode(), 0)
+
+    def release(self) -> None:
+        """Unlink (only if the path is still our file), then drop the lock."""
+        if self.fd is None:
+            return
+        unlink_if_same(self.path, self._ident)
+        os.close(self.fd)
+        self.fd = None
+
+    def abandon(self) -> None:
+        """Set-up failed after acquire: remove what we made, leave the rest."""
+        if self.fd is None:
+            return
+        if self._created:
+            unlink_if_same(self.path, self._ident)
+        os.close(self.fd)
+        self.fd = None
+
+
+def unlink_if_same(path: str, ident: Optional[tuple[int, int]]) -> None:
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        if ident is None or (st.st_dev, st.st_ino) == ident:
+            os.unlink(path)
+
+
+def read_pid_fd(fd: int) -> Optional[int]:
+    try:
+        data = os.pread(fd, 64, 0).decode(errors="replace")
+    except OSError:
+        return None
+    return parse_pid(data)
+
+
+def parse_pid(text: str) -> Optional[int]:
+    line = text.split("\n", 1)[0].strip()
+    return int(line) if line.isdigit() and int(line) > 0 else None
+
+
+def read_pid(path: str) -> int:
+    """The starter's pid from ``--pid-file``, for ``--restart`` and ``--stop``."""
+    try:
+        with open(path) as fh:
+            text = fh.read(64)
+    except OSError as exc:
+        raise FileError(f"--pid-file={path}: cannot read: {exc.strerror}") from None
+    pid = parse_pid(text)
+    if pid is None:
+        raise FileError(f"--pid-file={path}: no pid in it ({text.strip()[:30]!r})")
+    return pid
+
+
+_STATUS_LINE = re.compile(r"^(\d+):(\d+)$")
+
+
+def format_status(entries: list[tuple[int, int]]) -> str:
+    """``GEN:PID`` lines sorted by generation (then pid), each newline-terminated."""
+    return "".join(f"{gen}:{pid}\n" for gen, pid in sorted(entries))
+
+
+def parse_status(text: str) -> list[tuple[int, int]]:
+    """The ``(generation, pid)`` pairs of a status file; other lines are ignored."""
+    out = []
+    for line in text.splitlines():
+        m = _STATUS_LINE.match(line.strip())
+        if m:
+            out.append((int(m.group(1)), int(m.group(2))))
+    return out
+
+
+def json_path(status_file: str) -> str:
+    """Where the richer status lives, beside the original's ``GEN:PID`` file."""
+    return status_file + ".json"
+
+
+def write_atomic(path: str, data: str) -> None:
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "w") as fh:
+        fh.write(data)
+    os.rename(tmp, path)
+
+
+def read_json(path: str) -> Optional[dict[str, Any]]:
+    try:
+        with open(path) as fh:
+            value = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class StatusFile:
+    """``--status-file`` plus its JSON sidecar; both removed at exit."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.json_path = json_path(path)
+        self._written = False
+
+    def write(self, entries: list[tuple[int, int]], detail: dict[str, Any]) -> None:
+        write_atomic(self.path, format_status(entries))
+        write_atomic(self.json_path, json.dumps(detail, indent=1, sort_keys=True) + "\n")
+        self._written = True
+
+    def remove(self) -> None:
+        if not self._written:
+            return
+        for path in (self.path, self.json_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

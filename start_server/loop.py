@@ -1,0 +1,362 @@
+"""The only place that blocks: one selector, woken by a signal, a child's exit,
+a notify datagram, or the core's next deadline. Never a poll.
+
+Signal handlers do nothing: ``signal.set_wakeup_fd`` writes each signal number
+to a non-blocking socketpair that sits in the selector, and the loop turns the
+numbers into events. Nothing is logged, reaped or raised inside a handler, so
+there is no reentrancy to get wrong (the trick trio's ``_wakeup_socketpair``
+explains). Every wake-up reaps, so a coalesced SIGCHLD loses no exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import selectors
+import signal
+import socket
+import struct
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional
+
+from . import effects
+from .config import Config
+from .core import (
+    Action,
+    Event,
+    Exit,
+    Exited,
+    Kill,
+    Log,
+    Notified,
+    NotifyUpstream,
+    Publish,
+    Signalled,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    Start,
+    Supervisor,
+    Tick,
+)
+from .files import PidFile, StatusFile
+from .sockets import Bound, bind_all, close_all, env_value
+
+WAKE_SIGNALS = (
+    signal.SIGHUP,
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGCHLD,
+    signal.SIGUSR1,
+)
+
+# Envdir variables that tune the starter itself, as in the original.
+POLICY_VARS = ("KILL_OLD_DELAY", "ENABLE_AUTO_RESTART", "AUTO_RESTART_INTERVAL")
+
+
+def _noop(signum: int, frame: Any) -> None:
+    """The handler: the C-level handler already wrote signum to the wake-up fd."""
+
+
+@contextlib.contextmanager
+def wakeup_signals(signums: tuple[int, ...]) -> Iterator[socket.socket]:
+    """Route ``signums`` to a readable socket for the duration; then restore."""
+    read_sock, write_sock = socket.socketpair()
+    read_sock.setblocking(False)
+    write_sock.setblocking(False)
+    old_handlers = {s: signal.signal(s, _noop) for s in signums}
+    old_fd = signal.set_wakeup_fd(write_sock.fileno(), warn_on_full_buffer=False)
+    try:
+        yield read_sock
+    finally:
+        signal.set_wakeup_fd(old_fd)
+        for s, handler in old_handlers.items():
+            signal.signal(s, handler)
+        read_sock.close()
+        write_sock.close()
+
+
+def _parent_of(pid: int) -> Optional[int]:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rfind(b")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 else None
+
+
+def belongs(pid: int, root: int) -> Optional[bool]:
+    """Is ``pid`` the generation's main process or in its tree? None if it is gone."""
+    if pid == root:
+        return True
+    try:
+        if os.getpgid(pid) == root:
+            return True
+    except ProcessLookupError:
+        return None
+    seen = 0
+    cur: Optional[int] = pid
+    while cur and cur > 1 and seen < 64:
+        cur = _parent_of(cur)
+        if cur == root:
+            return True
+        seen += 1
+    return False
+
+
+def parse_notify(data: bytes) -> dict[str, str]:
+    fields = {}
+    for line in data.decode(errors="replace").split("\n"):
+        key, sep, value = line.partition("=")
+        if sep and key:
+            fields[key] = value
+    return fields
+
+
+class Starter:
+    """Owns the selector, the notify sockets and the core; performs its actions."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        bound: list[Bound],
+        status: Optional[StatusFile],
+        upstream: Optional[str],
+        base_env: Mapping[str, str],
+        reopen_logs: Optional[Any] = None,
+    ) -> None:
+        self.config = config
+        self.bound = bound
+        self.status = status
+        self.upstream = upstream
+        self.base_env = dict(base_env)
+        self.reopen_logs = reopen_logs
+        self.sup = Supervisor(config.policy)
+        self.sel = selectors.DefaultSelector()
+        self.notify_socks: dict[int, socket.socket] = {}
+        self.exit_code: Optional[int] = None
+        self.port_env = env_value(bound)
+
+    # ---- the loop ---------------------------------------------------------
+
+    def run(self) -> int:
+        with wakeup_signals(WAKE_SIGNALS) as wake:
+            self.sel.register(wake, selectors.EVENT_READ, None)
+            try:
+                self._feed(Start())
+                while self.exit_code is None:
+                    deadline = self.sup.next_deadline()
+                    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    ready = self.sel.select(timeout)
+                    events: list[Event] = []
+                    signums: list[int] = []
+                    for key, _ in ready:
+                        if key.data is None:
+                            signums.extend(self._drain(wake))
+                        else:
+                            events.extend(self._read_notify(key.data, key.fileobj))  # type: ignore[arg-type]
+                    for pid, raw in effects.reap():
+                        events.append(Exited(pid, raw, effects.describe(raw)))
+                    for signum in signums:
+                        if signum == signal.SIGCHLD:
+                            continue
+                        if signum == signal.SIGUSR1:
+                            self._reopen()
+                            continue
+                        events.append(Signalled(signum))
+                    for ev in events or [Tick()]:
+                        self._feed(ev)
+                        if self.exit_code is not None:
+                            break
+            finally:
+                for sock in self.notify_socks.values():
+                    sock.close()
+                self.notify_socks.clear()
+                self.sel.close()
+        return self.exit_code
+
+    @staticmethod
+    def _drain(wake: socket.socket) -> list[int]:
+        out: list[int] = []
+        while True:
+            try:
+                data = wake.recv(4096)
+            except BlockingIOError:
+                return out
+            if not data:
+                return out
+            out.extend(data)
+
+    def _reopen(self) -> None:
+        if self.reopen_logs is None:
+            effects.log("received USR1: no log file to reopen")
+            return
+        self.reopen_logs()
+
+    # ---- events in, actions out ------------------------------------------
+
+    def _feed(self, event: Event) -> None:
+        actions = self.sup.handle(event, time.monotonic())
+        self._perform(actions)
+        for number in [n for n in self.notify_socks if n not in self.sup.gens]:
+            sock = self.notify_socks.pop(number)
+            self.sel.unregister(sock)
+            sock.close()
+
+    def _perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Log):
+                effects.log(action.message, action.number, action.pid)
+            elif isinstance(action, Spawn):
+                self._spawn(action.number)
+            elif isinstance(action, Kill):
+                effects.kill(action.pid, action.signum, action.group)
+            elif isinstance(action, Publish):
+                self._publish(action)
+            elif isinstance(action, NotifyUpstream):
+                if self.upstream:
+                    effects.notify_socket(self.upstream, action.message)
+            elif isinstance(action, Exit):
+                self.exit_code = action.code
+
+    def _spawn(self, number: int) -> None:
+        env = dict(self.base_env)
+        envdir = effects.read_envdir(self.config.envdir)
+        for name, value in envdir.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        overrides = {k: v for k, v in envdir.items() if k in POLICY_VARS and v is not None}
+        env["SERVER_STARTER_PORT"] = self.port_env
+        env["SERVER_STARTER_GENERATION"] = str(number)
+        sock, address = self._notify_socket(number)
+        env["NOTIFY_SOCKET"] = address
+        event: Event
+        try:
+            pid = effects.spawn(
+                self.config.command, env, self.config.dir, [b.fd for b in self.bound]
+            )
+        except (effects.SpawnError, OSError) as exc:
+            sock.close()
+            event = SpawnFailed(number, str(exc))
+        else:
+            self.notify_socks[number] = sock
+            self.sel.register(sock, selectors.EVENT_READ, number)
+            event = Spawned(number, pid, overrides)
+        self._feed(event)
+
+    def _notify_socket(self, number: int) -> tuple[socket.socket, str]:
+        """A private datagram socket per generation (abstract namespace)."""
+        name = f"start_server/{os.getpid()}/{number}/{secrets.token_hex(4)}"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        sock.bind("\0" + name)
+        return sock, "@" + name
+
+    def _read_notify(self, number: int, sock: socket.socket) -> list[Event]:
+        out: list[Event] = []
+        creds_size = socket.CMSG_SPACE(struct.calcsize("iII"))
+        while True:
+            try:
+                data, anc, _flags, _addr = sock.recvmsg(4096, creds_size)
+            except BlockingIOError:
+                return out
+            sender = None
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    sender = struct.unpack("iII", payload[: struct.calcsize("iII")])[0]
+            g = self.sup.gens.get(number)
+            if g is None:
+                continue
+            if sender is not None and belongs(sender, g.pid) is False:
+                effects.log(
+                    f"ignoring a notification from pid {sender}: not part of generation {number}"
+                )
+                continue
+            out.append(Notified(number, parse_notify(data)))
+
+    def _publish(self, snap: Publish) -> None:
+        if self.status is None:
+            return
+        detail = effects.status_detail(snap, os.getpid(), time.monotonic())
+        try:
+            self.status.write(effects.status_entries(snap), detail)
+        except OSError as exc:
+            effects.log(f"cannot write status file {self.status.path}: {exc.strerror}")
+
+
+def child_base_env(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment every generation starts from (before the envdir)."""
+    env = dict(environ)
+    env.pop("NOTIFY_SOCKET", None)  # children talk to us, never to our supervisor
+    # The original exports what the options set, so children see them too.
+    if config.envdir is not None:
+        env["ENVDIR"] = config.envdir
+    if config.policy.auto_restart:
+        env["ENABLE_AUTO_RESTART"] = "1"
+        env["AUTO_RESTART_INTERVAL"] = f"{config.policy.auto_restart_interval:g}"
+    if config.policy.kill_old_delay is not None:
+        env["KILL_OLD_DELAY"] = f"{config.policy.kill_old_delay:g}"
+    return env
+
+
+def serve(config: Config, environ: Mapping[str, str]) -> int:
+    """Set everything up, run the loop, and leave nothing behind."""
+    from .daemonize import LogTarget, daemonize
+
+    upstream = environ.get("NOTIFY_SOCKET") or None
+    bound = bind_all(list(config.ports), list(config.paths), config.backlog)
+    pidfile: Optional[PidFile] = None
+    status: Optional[StatusFile] = None
+    logs: Optional[LogTarget] = None
+    running = False
+    try:
+        if config.pid_file is not None:
+            pidfile = PidFile(config.pid_file)
+            pidfile.acquire()
+        if config.log_file is not None:
+            logs = LogTarget(config.log_file)
+            logs.open()
+        effects.log(f"start_server (pid:{os.getpid()}) starting now...")
+        for b in bound:
+            effects.log(f"listening on {b.key} (fd {b.fd})")
+        if logs is not None:
+            logs.redirect()
+        if config.daemonize:
+            daemonize(
+                [b.fd for b in bound] + ([pidfile.fd] if pidfile and pidfile.fd else []),
+                stdin_is_socket=any(b.fd == 0 for b in bound),
+            )
+        if pidfile is not None:
+            pidfile.write(os.getpid())
+        if config.status_file is not None:
+            status = StatusFile(config.status_file)
+        running = True
+        starter = Starter(
+            config=config,
+            bound=bound,
+            status=status,
+            upstream=upstream,
+            base_env=child_base_env(config, environ),
+            reopen_logs=logs.reopen if logs is not None else None,
+        )
+        return starter.run()
+    finally:
+        if status is not None:
+            status.remove()
+        close_all(bound)
+        if pidfile is not None:
+            if running:
+                pidfile.release()
+            else:
+                pidfile.abandon()
+        if logs is not None:
+            logs.close()

@@ -1,0 +1,200 @@
+"""Pure parsing: the ``--port`` grammar, signal names, numbers; the env string.
+
+Nothing here touches the OS (host names are resolved when binding), so every
+rule is a fast unit test.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+import signal
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+
+class SpecError(ValueError):
+    """A value that does not fit its grammar; the message names the value."""
+
+
+# The original's two regexes, kept as loose on white space as it is.
+_PLAIN = re.compile(r"^\s*(u?)(\d+)(?:\s*=\s*(\d+))?\s*$")
+_HOSTED = re.compile(r"^\s*(?:\[\s*|)([^\]]*?)\s*(?:\]\s*|):\s*(u?)(\d+)(?:\s*=\s*(\d+))?\s*$")
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """One ``--port`` value: where to bind, TCP or UDP, and an optional fixed fd."""
+
+    port: int
+    host: Optional[str] = None  # None: 0.0.0.0, IPv4 only, as the original does
+    udp: bool = False
+    fd: Optional[int] = None
+    ipv6: bool = False
+    raw: str = field(default="", compare=False)  # as the user wrote it, for messages
+
+    @property
+    def key(self) -> str:
+        """The key in ``SERVER_STARTER_PORT``; the original drops the ``u``."""
+        if self.host is None:
+            return str(self.port)
+        if self.ipv6:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def bind_host(self) -> str:
+        return "0.0.0.0" if self.host is None else self.host
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """One ``--path`` value: a unix stream socket; the key is the path as given."""
+
+    path: str
+
+    @property
+    def key(self) -> str:
+        return self.path
+
+
+Spec = Union[PortSpec, PathSpec]
+
+
+def _port_number(text: str, raw: str) -> int:
+    port = int(text)
+    if port > 65535:
+        raise SpecError(f"port {port} out of range 0-65535 in {raw!r}")
+    return port
+
+
+def parse_port(raw: str) -> PortSpec:
+    """Parse ``PORT``, ``HOST:PORT``, ``[V6]:PORT``, each with ``u`` and ``=FD``."""
+    m = _PLAIN.match(raw)
+    if m:
+        udp, port, fd = m.groups()
+        return PortSpec(
+            port=_port_number(port, raw),
+            udp=bool(udp),
+            fd=None if fd is None else int(fd),
+            raw=raw.strip(),
+        )
+    m = _HOSTED.match(raw)
+    if not m:
+        raise SpecError(
+            f"invalid port spec {raw!r} (expected PORT, HOST:PORT or [IPV6]:PORT, "
+            "a 'u' before the port for UDP, an optional =FD)"
+        )
+    host, udp, port, fd = m.groups()
+    if not host:
+        raise SpecError(f"invalid port spec {raw!r}: empty host")
+    ipv6 = ":" in host
+    if ipv6:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise SpecError(f"invalid IPv6 address {host!r} in {raw!r}") from None
+    elif raw.lstrip().startswith("["):
+        raise SpecError(f"invalid port spec {raw!r}: brackets are for IPv6 addresses")
+    elif re.search(r"\s", host):
+        raise SpecError(f"invalid host {host!r} in {raw!r}")
+    return PortSpec(
+        port=_port_number(port, raw),
+        host=host,
+        udp=bool(udp),
+        fd=None if fd is None else int(fd),
+        ipv6=ipv6,
+        raw=raw.strip(),
+    )
+
+
+def check_fd_collisions(ports: list[PortSpec]) -> None:
+    """Two specs may not ask for the same ``=FD``."""
+    seen: dict[int, PortSpec] = {}
+    for spec in ports:
+        if spec.fd is None:
+            continue
+        if spec.fd in seen:
+            raise SpecError(
+                f"fd {spec.fd} is asked for by both {seen[spec.fd].key!r} and {spec.key!r}"
+            )
+        seen[spec.fd] = spec
+
+
+def port_env(items: list[tuple[str, int]]) -> str:
+    """The ``SERVER_STARTER_PORT`` value: ``KEY=FD`` joined by ``;`` in order."""
+    return ";".join(f"{key}={fd}" for key, fd in items)
+
+
+_SIGNAL_NAMES = {
+    s.name: s for s in signal.Signals if s.name.startswith("SIG") and not s.name.startswith("SIG_")
+}
+
+
+def parse_signal(raw: str) -> signal.Signals:
+    """``TERM``, ``SIGTERM``, ``term``, ``sigterm`` or ``15`` -> ``Signals.SIGTERM``."""
+    text = raw.strip()
+    if text.isdigit():
+        try:
+            return signal.Signals(int(text))
+        except ValueError:
+            raise SpecError(f"unknown signal number {text}") from None
+    name = text.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return _SIGNAL_NAMES[name]
+    except KeyError:
+        raise SpecError(f"unknown signal name {raw!r}") from None
+
+
+def signal_name(sig: int) -> str:
+    """``15`` -> ``"TERM"``, the spelling the original's log lines use."""
+    try:
+        return signal.Signals(sig).name[3:]
+    except ValueError:
+        return str(sig)
+
+
+def parse_seconds(raw: Union[str, float, int], *, allow_zero: bool = True) -> float:
+    """A non-negative number of seconds; fractions allowed (``0.2``)."""
+    if isinstance(raw, bool):
+        raise SpecError(f"not a number of seconds: {raw!r}")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise SpecError(f"not a number of seconds: {raw!r}") from None
+    if not math.isfinite(value):
+        raise SpecError(f"not a finite number of seconds: {raw!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SpecError(f"must be {'>= 0' if allow_zero else '> 0'}, got {raw!r}")
+    return value
+
+
+def parse_count(raw: Union[str, int], *, minimum: int = 0) -> int:
+    """A whole number >= ``minimum``."""
+    if isinstance(raw, bool):
+        raise SpecError(f"not a whole number: {raw!r}")
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise SpecError(f"not a whole number: {raw!r}") from None
+    if value < minimum:
+        raise SpecError(f"must be >= {minimum}, got {raw!r}")
+    return value
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*$")
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(raw: Union[str, int]) -> int:
+    """``400M``, ``1.5G``, ``1048576`` -> bytes (binary units)."""
+    m = _SIZE.match(str(raw))
+    if not m:
+        raise SpecError(f"not a size: {raw!r} (expected bytes, or a number with K, M, G or T)")
+    value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if value <= 0:
+        raise SpecError(f"size must be > 0, got {raw!r}")
+    return value

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""A configurable test server: HTTP on the first inherited socket.
+
+Behaviour comes from the command line so one app serves every test:
+  --delay S         sleep S seconds before serving (a slow start)
+  --notify          send READY=1 once serving (--notify-delay S before it)
+  --ignore-term     ignore SIGTERM (only SIGKILL stops it)
+  --exit N          exit with code N right away (a broken build)
+  --fail-if PATH    exit 3 at once if PATH exists (break a deploy from a test)
+  --fork N          fork N grandchildren that just sleep (a forking server)
+Every response is "gen=G pid=P\n". On TERM: stop accepting, finish, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from start_server import listen_from_env, notify
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        gen = os.environ.get("SERVER_STARTER_GENERATION", "?")
+        body = f"gen={gen} pid={os.getpid()}\n".encode()
+        if self.path.startswith("/env/"):
+            body = (os.environ.get(self.path[5:], "<unset>") + "\n").encode()
+        elif self.path == "/cwd":
+            body = (os.getcwd() + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = False
+    block_on_close = True
+    request_queue_size = 128
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--notify", action="store_true")
+    ap.add_argument("--notify-delay", type=float, default=0.0)
+    ap.add_argument("--ignore-term", action="store_true")
+    ap.add_argument("--exit", type=int, default=None)
+    ap.add_argument("--fail-if", default=None)
+    ap.add_argument("--fork", type=int, default=0)
+    args = ap.parse_args()
+    if args.exit is not None:
+        sys.exit(args.exit)
+    if args.fail_if and os.path.exists(args.fail_if):
+        sys.exit(3)
+    if args.ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for _ in range(args.fork):
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            while True:
+                time.sleep(3600)
+    time.sleep(args.delay)
+    sock = listen_from_env()[0]
+    server = Server(sock.getsockname()[:2], Handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = sock
+    if not args.ignore_term:
+        signal.signal(
+            signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start()
+        )
+    if args.notify:
+        def ready() -> None:
+            time.sleep(args.notify_delay)
+            notify("READY=1")
+        threading.Thread(target=ready, daemon=True).start()
+    server.serve_forever(poll_interval=0.05)
+    server.server_close()
+
+
+if __name__ == "__main__":
+    main()

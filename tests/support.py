@@ -1,0 +1,274 @@
+"""Test support: run real starters, wait on conditions with deadlines, clean up.
+
+No fixed sleeps: every wait is a condition with a deadline. Each process a
+test starts carries a token in its environment, so teardown can prove that
+nothing of the test is left running (and kill what is, failing the test).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Callable, Optional, TypeVar
+
+TESTS = Path(__file__).resolve().parent
+APPS = TESTS / "apps"
+APP = str(APPS / "app.py")
+PY = sys.executable
+PERL_START_SERVER = "/usr/bin/start_server"
+TOKEN_VAR = "START_SERVER_TEST_TOKEN"
+
+T = TypeVar("T")
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition", step: float = 0.01
+) -> T:
+    """Re-check ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_exc: Optional[BaseException] = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (OSError, ValueError) as exc:
+            last_exc = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} ({last_exc!r})")
+        time.sleep(step)
+
+
+def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(port: int, path: str = "/", host: str = "127.0.0.1", timeout: float = 5.0) -> str:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        if resp.status != 200:
+            raise OSError(f"HTTP {resp.status}")
+        return body
+    finally:
+        conn.close()
+
+
+def http_get_unix(path: str, timeout: float = 5.0) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    return data.decode().split("\r\n\r\n", 1)[1]
+
+
+def gen_of(body: str) -> int:
+    m = re.search(r"gen=(\d+)", body)
+    assert m, body
+    return int(m.group(1))
+
+
+def read_status(path: Path) -> list[tuple[int, int]]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        g, _, p = line.partition(":")
+        out.append((int(g), int(p)))
+    return out
+
+
+def processes_with_token(token: str) -> list[int]:
+    """Pids of live processes (not zombies) whose environment carries ``token``."""
+    needle = f"{TOKEN_VAR}={token}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read()
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and state != b"Z":
+            found.append(int(entry))
+    return found
+
+
+class Proc:
+    """A process under test with its combined output captured line by line."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        cwd: Optional[str] = None,
+        stdin: Optional[int] = subprocess.DEVNULL,
+    ) -> None:
+        self.argv = list(argv)
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=env,
+            cwd=cwd,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            with self._cond:
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self.lines.append("<EOF>")
+            self._cond.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._cond:
+            return "\n".join(line for line in self.lines if line != "<EOF>")
+
+    def wait_line(self, pattern: str, timeout: float = 10.0, start: int = 0) -> re.Match[str]:
+        """Wait for a line (from index ``start``) matching ``pattern``; return the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            i = start
+            while True:
+                while i < len(self.lines):
+                    m = rx.search(self.lines[i])
+                    if m:
+                        return m
+                    i += 1
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.lines and self.lines[-1] == "<EOF>"):
+                    raise AssertionError(
+                        f"no line matching {pattern!r} within {timeout} s; output:\n{self.output}"
+                    )
+                self._cond.wait(remaining)
+
+    def mark(self) -> int:
+        """An index to pass as ``start=`` to wait only for lines after now."""
+        with self._cond:
+            return len(self.lines)
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 15.0) -> int:
+        rc = self.proc.wait(timeout)
+        self._reader.join(timeout)
+        return rc
+
+    def stop(self, timeout: float = 15.0) -> Optional[int]:
+        """TERM, wait with a deadline, then KILL the whole session; closes the pipe."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout)
+        self._reader.join(timeout)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return self.proc.returncode
+
+
+class Harness:
+    """What the ``run`` fixture hands a test: start processes that get cleaned up."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.token = uuid.uuid4().hex
+        self.procs: list[Proc] = []
+
+    def env(self, extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "LISTEN_"))}
+        for k in ("SERVER_STARTER_PORT", "ENVDIR", "KILL_OLD_DELAY", "ENABLE_AUTO_RESTART",
+                  "AUTO_RESTART_INTERVAL", "SERVER_STARTER_GENERATION"):
+            env.pop(k, None)
+        env[TOKEN_VAR] = self.token
+        env["PYTHONUNBUFFERED"] = "1"
+        if extra:
+            env.update(extra)
+        return env
+
+    def start(
+        self,
+        *args: str,
+        env: Optional[dict[str, str]] = None,
+        cwd: Optional[str] = None,
+        perl: bool = False,
+        stdin: Optional[int] = subprocess.DEVNULL,
+    ) -> Proc:
+        """Start a starter (ours, or Perl's with ``perl=True``) with these arguments."""
+        argv = [PERL_START_SERVER] if perl else [PY, "-m", "start_server"]
+        proc = Proc(argv + list(args), env=self.env(env), cwd=cwd or str(self.tmp), stdin=stdin)
+        self.procs.append(proc)
+        return proc
+
+    def run(self, *args: str, env: Optional[dict[str, str]] = None,
+            timeout: float = 30.0, perl: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run a short command (a client, a bad invocation) to completion."""
+        argv = [PERL_START_SERVER] if perl else [PY, "-m", "start_server"]
+        return subprocess.run(
+            argv + list(args), env=self.env(env), cwd=str(self.tmp), capture_output=True,
+            text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False,
+        )
+
+    def leftovers(self) -> list[int]:
+        return processes_with_token(self.token)
+
+    def cleanup(self) -> list[int]:
+        """Stop everything; return the pids that had to be killed afterwards."""
+        for p in self.procs:
+            p.stop()
+        left: list[int] = []
+        try:
+            wait_until(lambda: not self.leftovers(), timeout=10, what="processes to exit")
+        except AssertionError:
+            left = self.leftovers()
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        return left

@@ -189,6 +189,7 @@ class Supervisor:
     """Generations and the rules that move them. One instance per starter."""
 
     def __init__(self, policy: Policy) -> None:
+        self.base_policy = policy  # as configured; envdir overrides apply on top
         self.policy = policy
         self.gens: dict[int, Generation] = {}
         self.last_number = 0
@@ -407,6 +408,8 @@ class Supervisor:
         g = self.by_pid(ev.pid)
         if g is None:
             return
+        # Whatever the main process left in its process group goes with it.
+        self._out.append(Kill(g.pid, signal.SIGTERM, group=True))
         st = f"status:{ev.status} ({ev.description})"
         if g.state is State.STARTING:
             # STARTING -> FAILED
@@ -417,6 +420,10 @@ class Supervisor:
         was_current = g is self.current()
         # ACTIVE -> EXITED, RETIRING -> EXITED
         self._transition(g, State.EXITED)
+        cur = self.current()
+        if was_current and cur is not None and cur.retire_at is not None:
+            cur.retire_at = None  # its successor is gone: it keeps serving
+            self._log(f"generation {cur.number} keeps serving", cur)
         if self.stopping:
             self._log(f"worker {g.pid} died, {st}", g)
         elif g.failed_start:
@@ -424,8 +431,6 @@ class Supervisor:
         elif was_current and self.starting() is None:
             self._log(f"worker {g.pid} died unexpectedly with {st}, restarting", g)
             self._count_failure(now)
-            if now - (g.started_at or g.spawned_at) >= self.policy.backoff_max:
-                self.failures = 0
             if self.failures <= 1:
                 self._spawn()
             else:
@@ -546,8 +551,11 @@ class Supervisor:
     # ---- helpers ----------------------------------------------------------
 
     def _apply_overrides(self, env: dict[str, str]) -> None:
-        """KILL_OLD_DELAY, ENABLE_AUTO_RESTART, AUTO_RESTART_INTERVAL from an envdir."""
-        p = self.policy
+        """KILL_OLD_DELAY, ENABLE_AUTO_RESTART, AUTO_RESTART_INTERVAL from an envdir.
+
+        Applied on top of the configured policy, so a removed file reverts.
+        """
+        p = self.base_policy
         try:
             if "KILL_OLD_DELAY" in env:
                 p = replace(p, kill_old_delay=max(float(env["KILL_OLD_DELAY"]), 0.0))

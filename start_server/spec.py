@@ -33,15 +33,17 @@ class PortSpec:
     fd: Optional[int] = None
     ipv6: bool = False
     raw: str = field(default="", compare=False)  # as the user wrote it, for messages
+    port_text: str = field(default="", compare=False)  # digits as written: "08080"
 
     @property
     def key(self) -> str:
         """The key in ``SERVER_STARTER_PORT``; the original drops the ``u``."""
+        port = self.port_text or str(self.port)  # the original keeps the digits as typed
         if self.host is None:
-            return str(self.port)
+            return port
         if self.ipv6:
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
+            return f"[{self.host}]:{port}"
+        return f"{self.host}:{port}"
 
     @property
     def bind_host(self) -> str:
@@ -79,6 +81,7 @@ def parse_port(raw: str) -> PortSpec:
             udp=bool(udp),
             fd=None if fd is None else int(fd),
             raw=raw.strip(),
+            port_text=port,
         )
     m = _HOSTED.match(raw)
     if not m:
@@ -106,6 +109,7 @@ def parse_port(raw: str) -> PortSpec:
         fd=None if fd is None else int(fd),
         ipv6=ipv6,
         raw=raw.strip(),
+        port_text=port,
     )
 
 

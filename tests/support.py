@@ -7,6 +7,7 @@ nothing of the test is left running (and kill what is, failing the test).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -195,21 +196,23 @@ class Proc:
         return rc
 
     def stop(self, timeout: float = 15.0) -> Optional[int]:
-        """TERM, wait with a deadline, then KILL the whole session; closes the pipe."""
+        """TERM, wait with a deadline, then KILL the whole session."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.proc.wait(timeout)
-        self._reader.join(timeout)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
         return self.proc.returncode
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Join the reader, then close the pipe (only once nobody else holds it:
+        closing a pipe another thread is blocked reading would deadlock)."""
+        self._reader.join(timeout)
+        if self.proc.stdout is not None and not self._reader.is_alive():
+            self.proc.stdout.close()
 
 
 class Harness:
@@ -221,7 +224,9 @@ class Harness:
         self.procs: list[Proc] = []
 
     def env(self, extra: Optional[dict[str, str]] = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "LISTEN_"))}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "LISTEN_"))
+        }
         for k in ("SERVER_STARTER_PORT", "ENVDIR", "KILL_OLD_DELAY", "ENABLE_AUTO_RESTART",
                   "AUTO_RESTART_INTERVAL", "SERVER_STARTER_GENERATION"):
             env.pop(k, None)
@@ -267,8 +272,9 @@ class Harness:
         except AssertionError:
             left = self.leftovers()
             for pid in left:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            wait_until(lambda: not self.leftovers(), timeout=10, what="killed processes")
+        for p in self.procs:
+            p.close()
         return left

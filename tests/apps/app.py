@@ -8,6 +8,7 @@ Behaviour comes from the command line so one app serves every test:
   --exit N          exit with code N right away (a broken build)
   --fail-if PATH    exit 3 at once if PATH exists (break a deploy from a test)
   --fork N          fork N grandchildren that just sleep (a forking server)
+Extra flags may come from $APP_EXTRA, so an envdir can change one generation.
 Every response is "gen=G pid=P\n". On TERM: stop accepting, finish, exit 0.
 """
 
@@ -56,7 +57,7 @@ def main() -> None:
     ap.add_argument("--exit", type=int, default=None)
     ap.add_argument("--fail-if", default=None)
     ap.add_argument("--fork", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(sys.argv[1:] + os.environ.get("APP_EXTRA", "").split())
     if args.exit is not None:
         sys.exit(args.exit)
     if args.fail_if and os.path.exists(args.fail_if):

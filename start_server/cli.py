@@ -162,6 +162,11 @@ def main(argv: Optional[list[str]] = None) -> None:
         command.main(args=argv, prog_name="start_server", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.NoSuchOption as exc:
+        # The culprit first, as in every other error line.
+        close = sorted(exc.possibilities or ())
+        hint = f"did you mean {' or '.join(close)}?" if close else "see --help"
+        _fail(f"{exc.option_name}: no such option ({hint})", 2)
     except click.UsageError as exc:
         _fail(exc.format_message(), 2)
     except click.Abort:

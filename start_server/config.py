@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -53,11 +54,26 @@ def _opt(options: Mapping[str, Any], name: str) -> Any:
     return None if value is None or value == () else value
 
 
-def _seconds(name: str, raw: Any, *, allow_zero: bool = True) -> float:
+def _seconds(name: str, raw: Any, default: float, *, allow_zero: bool = True) -> float:
+    """``raw`` of option (or variable) ``name`` as seconds; ``default`` when absent.
+
+    An empty value is an error, not the default.
+    """
+    if raw is None:
+        return default
     try:
         return parse_seconds(raw, allow_zero=allow_zero)
     except SpecError as exc:
-        raise ConfigError(f"--{name}={raw}: {exc}") from None
+        raise ConfigError(f"{name}={raw}: {exc}") from None
+
+
+def _check_parent(option: str, value: str) -> None:
+    """A file we are going to create needs a name and an existing directory."""
+    if not value:
+        raise ConfigError(f"{option}=: empty path")
+    parent = os.path.dirname(os.path.abspath(value))
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{option}={value}: directory {parent} does not exist")
 
 
 def _truthy(raw: str) -> bool:
@@ -89,13 +105,13 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
     """
     pid_file = _opt(options, "pid_file")
     status_file = _opt(options, "status_file")
-    timeout = _seconds("timeout", _opt(options, "timeout") or 60, allow_zero=False)
+    timeout = _seconds("--timeout", _opt(options, "timeout"), 60, allow_zero=False)
     if mode == "restart" and not (pid_file and status_file):
-        raise ConfigError("--restart requires --pid-file and --status-file")
+        raise ConfigError("--restart: requires --pid-file and --status-file")
     if mode == "stop" and not pid_file:
-        raise ConfigError("--stop requires --pid-file")
+        raise ConfigError("--stop: requires --pid-file")
     if mode == "status" and not (pid_file and status_file):
-        raise ConfigError("--status requires --pid-file and --status-file")
+        raise ConfigError("--status: requires --pid-file and --status-file")
     if mode != "run":
         return Config(pid_file=pid_file, status_file=status_file, timeout=timeout)
 
@@ -109,11 +125,11 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
             ports.append(parse_port(str(raw)))
         except SpecError as exc:
             raise ConfigError(f"--port={raw}: {exc}") from None
-    try:
-        check_fd_collisions(ports)
-    except SpecError as exc:
-        raise ConfigError(f"--port: {exc}") from None
-    for p in ports:
+    for i, p in enumerate(ports):
+        try:
+            check_fd_collisions(ports[: i + 1])  # so the message names the second asker
+        except SpecError as exc:
+            raise ConfigError(f"--port={p.raw}: {exc}") from None
         if p.fd in (1, 2):
             raise ConfigError(
                 f"--port={p.raw}: fd {p.fd} is the starter's "
@@ -121,9 +137,11 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
             )
     paths = []
     for raw in options.get("path") or ():
-        if not str(raw):
-            raise ConfigError("--path=: empty path")
-        paths.append(PathSpec(str(raw)))
+        path = str(raw)
+        _check_parent("--path", path)
+        if os.path.lexists(path) and not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise ConfigError(f"--path={path}: exists and is not a socket; refusing to replace it")
+        paths.append(PathSpec(path))
 
     directory = _opt(options, "dir")
     if directory is not None and not os.path.isdir(directory):
@@ -131,13 +149,14 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
 
     signals = {}
     for name in ("signal_on_hup", "signal_on_term"):
-        raw = _opt(options, name) or "TERM"
+        raw = _opt(options, name)
+        raw = "TERM" if raw is None else raw
         try:
             signals[name] = parse_signal(str(raw))
         except SpecError as exc:
             raise ConfigError(f"--{name.replace('_', '-')}={raw}: {exc}") from None
 
-    interval = _seconds("interval", _opt(options, "interval") or 1)
+    interval = _seconds("--interval", _opt(options, "interval"), 1)
 
     envdir_raw = _opt(options, "envdir")
     envdir_src = "--envdir"
@@ -151,17 +170,15 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
     else:
         auto_restart = _truthy(environ.get("ENABLE_AUTO_RESTART", ""))
     ari_raw = _opt(options, "auto_restart_interval")
-    ari_name = "auto-restart-interval"
+    ari_name = "--auto-restart-interval"
     if ari_raw is None and environ.get("AUTO_RESTART_INTERVAL"):
         ari_raw, ari_name = environ["AUTO_RESTART_INTERVAL"], "AUTO_RESTART_INTERVAL"
-    auto_restart_interval = (
-        360.0 if ari_raw is None else _seconds(ari_name, ari_raw, allow_zero=False)
-    )
+    auto_restart_interval = _seconds(ari_name, ari_raw, 360, allow_zero=False)
     kod_raw = _opt(options, "kill_old_delay")
-    kod_name = "kill-old-delay"
+    kod_name = "--kill-old-delay"
     if kod_raw is None and environ.get("KILL_OLD_DELAY") not in (None, ""):
         kod_raw, kod_name = environ["KILL_OLD_DELAY"], "KILL_OLD_DELAY"
-    kill_old_delay = None if kod_raw is None else _seconds(kod_name, kod_raw)
+    kill_old_delay = None if kod_raw is None else _seconds(kod_name, kod_raw, 0)
 
     backlog_raw = _opt(options, "backlog")
     try:
@@ -170,25 +187,21 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
         raise ConfigError(f"--backlog={backlog_raw}: {exc}") from None
 
     ready_timeout = _seconds(
-        "ready-timeout", _opt(options, "ready_timeout") or 60, allow_zero=False
+        "--ready-timeout", _opt(options, "ready_timeout"), 60, allow_zero=False
     )
     st_raw = _opt(options, "stop_timeout")
-    stop_timeout = None if st_raw is None else _seconds("stop-timeout", st_raw)
-    backoff_max = _seconds("backoff-max", _opt(options, "backoff_max") or 30)
+    stop_timeout = None if st_raw is None else _seconds("--stop-timeout", st_raw, 0)
+    backoff_max = _seconds("--backoff-max", _opt(options, "backoff_max"), 30)
 
     log_file = _opt(options, "log_file")
     daemonize = bool(options.get("daemonize"))
     if daemonize and not log_file:
-        raise ConfigError("--daemonize requires --log-file")
+        raise ConfigError("--daemonize: requires --log-file")
     if log_file is not None and not log_file.lstrip().startswith("|"):
-        parent = os.path.dirname(os.path.abspath(log_file))
-        if not os.path.isdir(parent):
-            raise ConfigError(f"--log-file={log_file}: directory {parent} does not exist")
-    for name, value in (("pid-file", pid_file), ("status-file", status_file)):
+        _check_parent("--log-file", log_file)
+    for name, value in (("--pid-file", pid_file), ("--status-file", status_file)):
         if value is not None:
-            parent = os.path.dirname(os.path.abspath(value))
-            if not os.path.isdir(parent):
-                raise ConfigError(f"--{name}={value}: directory {parent} does not exist")
+            _check_parent(name, value)
 
     check_command(command, directory, environ)
 

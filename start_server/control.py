@@ -82,10 +82,36 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _starter_pid(pid_file: str) -> int:
-    pid = read_pid(pid_file)
+def _check_held(pid_file: str, fd: int, pid: int) -> None:
+    """Refuse a pid file that names a dead pid, or one no starter holds locked.
+
+    A starter holds the lock for its whole life (ours and the original), so a
+    free lock means a stale file whose pid may since belong to anybody: never
+    signal it.
+    """
     if not _alive(pid):
         raise ControlError(f"--pid-file={pid_file}: names pid {pid}, which is not running")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # held: a starter is running
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    raise ControlError(
+        f"--pid-file={pid_file}: names pid {pid}, but no start_server holds the file's "
+        "lock (a stale pid file?); not signalling it"
+    )
+
+
+def _starter_pid(pid_file: str) -> int:
+    pid = read_pid(pid_file)
+    try:
+        fd = os.open(pid_file, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ControlError(f"--pid-file={pid_file}: cannot open: {exc.strerror}") from None
+    try:
+        _check_held(pid_file, fd, pid)
+    finally:
+        os.close(fd)
     return pid
 
 
@@ -109,7 +135,10 @@ def restart(config: Config) -> int:
             f"--status-file={config.status_file}: no active generation listed "
             "(is the starter still starting?)"
         )
-    wait_for = max(g for g, _ in gens) + 1
+    # The HUP's generation comes after every attempt so far, failed ones
+    # included (the JSON knows them; the original's GEN:PID file does not).
+    last = (read_json(json_path(config.status_file)) or {}).get("last_generation")
+    wait_for = max([g for g, _ in gens] + ([last] if isinstance(last, int) else [])) + 1
     watch = _DirWatch(os.path.dirname(os.path.abspath(config.status_file)))
     pidfd = _pidfd(pid)
     deadline = time.monotonic() + config.timeout
@@ -162,10 +191,7 @@ def stop(config: Config) -> int:
         pid = parse_pid(os.pread(fd, 64, 0).decode(errors="replace"))
         if pid is None:
             raise ControlError(f"--pid-file={config.pid_file}: no pid in it")
-        if not _alive(pid):
-            raise ControlError(
-                f"--pid-file={config.pid_file}: names pid {pid}, which is not running"
-            )
+        _check_held(config.pid_file, fd, pid)
         print(f"stop_server (pid:{os.getpid()}) stopping now (pid:{pid})...", file=sys.stderr)
         os.kill(pid, signal.SIGTERM)
         # The starter holds the lock for life; a blocking flock returns when it is gone.

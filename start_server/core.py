@@ -1,10 +1,17 @@
-"""The pure core: generations, their states, and what to do about each event.
+"""The pure core: generations, their workers, their states, and what to do about each event.
 
 ``Supervisor.handle(event, now)`` returns a list of actions; nothing here calls
 the OS or reads a clock, so every rule of the spec is a unit test. Timers are
 not stored: ``next_deadline()`` derives the next due time from the state (start
-checks, retirements, kill escalations, respawns, auto-restart), and a ``Tick``
-performs whatever is due. The loop sleeps until that deadline or an event.
+checks, retirements, kill escalations, respawns, auto-restart, memory checks),
+and a ``Tick`` performs whatever is due. The loop sleeps until that deadline
+or an event.
+
+A generation is one deploy of the command: ``--workers`` copies of it (one by
+default), each a worker process in a slot 0..N-1. A generation has started
+when all its workers have; then the older generations retire. With several
+workers, a worker that dies, outgrows ``--max-memory`` or reaches its own
+auto-restart deadline is replaced alone, in its slot, without a new generation.
 """
 
 from __future__ import annotations
@@ -19,13 +26,13 @@ from .spec import signal_name
 
 class State(enum.Enum):
     STARTING = "starting"  # spawned, start check or readiness pending
-    ACTIVE = "active"  # started; the newest ACTIVE one is the current generation
+    ACTIVE = "active"  # started; the newest ACTIVE generation is the current one
     RETIRING = "retiring"  # signalled to exit (replaced, stopping, or not ready in time)
     EXITED = "exited"  # gone after having started
     FAILED = "failed"  # gone before it started
 
 
-# Every allowed edge; _transition asserts against this table.
+# Every allowed edge, for generations and workers alike; _move asserts on it.
 _EDGES = {
     (State.STARTING, State.ACTIVE),
     (State.STARTING, State.FAILED),
@@ -50,6 +57,10 @@ class Policy:
     ready_timeout: float = 60.0
     stop_timeout: Optional[float] = None
     backoff_max: float = 30.0
+    workers: int = 1
+    auto_restart_jitter: float = 0.0
+    max_memory: Optional[int] = None  # bytes, per generation (per worker with workers > 1)
+    memory_check_interval: float = 5.0
 
     @property
     def effective_kill_old_delay(self) -> float:
@@ -59,24 +70,51 @@ class Policy:
 
     @property
     def not_ready_grace(self) -> float:
-        """How long a generation stopped for not being ready gets before SIGKILL."""
+        """How long a worker stopped for not being ready gets before SIGKILL."""
         return self.stop_timeout if self.stop_timeout is not None else 10.0
 
 
 @dataclass
-class Generation:
-    number: int
+class Worker:
+    number: int  # its generation
+    slot: int
     pid: int
     state: State
     spawned_at: float
+    jitter: float = 0.0  # seconds added to its own auto-restart deadline
     started_at: Optional[float] = None
     ready: bool = False  # READY=1 received
-    retire_at: Optional[float] = None  # ACTIVE but replaced: when to signal it
     signalled_at: Optional[float] = None  # RETIRING since
     kill_after: Optional[float] = None  # seconds after signalled_at before SIGKILL
     killed: bool = False
     failed_start: bool = False  # stopped because it never became ready
     status: str = ""  # last STATUS= it sent
+    replaces: Optional[int] = None  # pid of the worker it takes over from, in its slot
+    over_limit: int = 0  # memory checks in a row over --max-memory
+    memory: Optional[int] = None  # bytes at the last check
+
+
+@dataclass
+class Generation:
+    number: int
+    state: State
+    spawned_at: float
+    started_at: Optional[float] = None
+    retire_at: Optional[float] = None  # ACTIVE but replaced: when to signal it
+    jitter: float = 0.0
+    workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        """The first worker's pid (the only one without --workers)."""
+        return min(self.workers, key=lambda w: w.slot).pid if self.workers else 0
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.workers) and all(w.ready for w in self.workers)
+
+    def in_slot(self, slot: int) -> list[Worker]:
+        return [w for w in self.workers if w.slot == slot]
 
 
 # ---- events ---------------------------------------------------------------
@@ -92,12 +130,15 @@ class Spawned:
     number: int
     pid: int
     overrides: dict[str, str] = field(default_factory=dict)  # env that tunes the policy
+    slot: int = 0
+    jitter: float = 0.0  # a random fraction in [0, 1) from the loop, for --auto-restart-jitter
 
 
 @dataclass(frozen=True)
 class SpawnFailed:
     number: int
     reason: str
+    slot: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,6 +157,21 @@ class Signalled:
 class Notified:
     number: int  # the generation whose notify socket got it
     fields: dict[str, str]
+    pid: Optional[int] = None  # the worker it came from, when known
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Memory of each worker's process tree (PSS, or RSS where PSS is unreadable)."""
+
+    usage: dict[int, int]  # worker pid -> bytes
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """Children of the starter that are no worker: leftovers re-parented to us."""
+
+    pids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -123,7 +179,7 @@ class Tick:
     """Time passed: perform whatever is due."""
 
 
-Event = Union[Start, Spawned, SpawnFailed, Exited, Signalled, Notified, Tick]
+Event = Union[Start, Spawned, SpawnFailed, Exited, Signalled, Notified, Measured, Adopted, Tick]
 
 
 # ---- actions --------------------------------------------------------------
@@ -132,6 +188,7 @@ Event = Union[Start, Spawned, SpawnFailed, Exited, Signalled, Notified, Tick]
 @dataclass(frozen=True)
 class Spawn:
     number: int
+    slot: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +196,11 @@ class Kill:
     pid: int
     signum: int
     group: bool = False  # the whole process group (escalation), not just the main pid
+
+
+@dataclass(frozen=True)
+class Measure:
+    pids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -150,6 +212,8 @@ class Log:
 
 @dataclass(frozen=True)
 class GenView:
+    """One worker process, as the status files show it."""
+
     number: int
     pid: int
     state: State
@@ -157,6 +221,8 @@ class GenView:
     started_at: Optional[float]
     ready: bool
     status: str
+    slot: int = 0
+    memory: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -179,14 +245,18 @@ class Exit:
     code: int
 
 
-Action = Union[Spawn, Kill, Log, Publish, NotifyUpstream, Exit]
+Action = Union[Spawn, Kill, Measure, Log, Publish, NotifyUpstream, Exit]
 
 
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 
 
+def _mib(n: int) -> str:
+    return f"{n / 1048576:.1f} MiB"
+
+
 class Supervisor:
-    """Generations and the rules that move them. One instance per starter."""
+    """Generations, workers and the rules that move them. One instance per starter."""
 
     def __init__(self, policy: Policy) -> None:
         self.base_policy = policy  # as configured; envdir overrides apply on top
@@ -195,18 +265,22 @@ class Supervisor:
         self.last_number = 0
         self.stopping = False
         self.done = False
+        self.exit_code = 0
         self.restart_pending = False  # a HUP arrived while a start was in progress
-        self.respawn_at: Optional[float] = None
+        self.respawn_at: Optional[float] = None  # next attempt at a new generation
+        self.slot_respawn: dict[tuple[int, int], float] = {}  # (generation, slot) -> when
+        self.replace_queue: list[tuple[int, int, str]] = []  # in-place replacements to do
         self.failures = 0  # consecutive failed starts, for the backoff
         self.last_failure_at: Optional[float] = None
         self.last_success_at: Optional[float] = None
         self.failed_number: Optional[int] = None
         self.failed_reason = ""
         self.ever_started = False
-        self.exit_code = 0
-        self.reloading = False  # a HUP-driven restart systemd is waiting on
+        self.next_measure: Optional[float] = None
+        self.leftovers: dict[int, Optional[float]] = {}  # pid -> when signalled (None: killed)
         self._out: list[Action] = []
         self._dirty = False
+        self._now = 0.0
 
     # ---- queries ----------------------------------------------------------
 
@@ -221,10 +295,13 @@ class Supervisor:
                 return g
         return None
 
-    def by_pid(self, pid: int) -> Optional[Generation]:
-        for g in self.gens.values():
-            if g.pid == pid:
-                return g
+    def workers(self) -> list[Worker]:
+        return [w for g in self.gens.values() for w in g.workers]
+
+    def by_pid(self, pid: int) -> Optional[Worker]:
+        for w in self.workers():
+            if w.pid == pid:
+                return w
         return None
 
     def olds(self) -> list[Generation]:
@@ -241,35 +318,51 @@ class Supervisor:
 
     def backoff_delay(self) -> float:
         p = self.policy
-        return float(
-            min(p.interval * 2 ** max(self.failures - 1, 0), max(p.backoff_max, p.interval))
-        )
+        cap = max(p.backoff_max, p.interval)
+        return float(min(p.interval * 2 ** max(self.failures - 1, 0), cap))
+
+    def _start_deadline(self, w: Worker) -> float:
+        p = self.policy
+        return w.spawned_at + (p.ready_timeout if p.wait_ready else p.interval)
 
     def next_deadline(self) -> Optional[float]:
         """When the next timed rule is due, or None: then only an event can wake us."""
         times: list[float] = []
-        p = self.policy
+        cur = self.current()
         for g in self.gens.values():
-            if g.state is State.STARTING:
-                times.append(g.spawned_at + (p.ready_timeout if p.wait_ready else p.interval))
-            elif g.state is State.ACTIVE and g.retire_at is not None:
+            if g.state is State.ACTIVE and g.retire_at is not None and g is not cur:
                 times.append(g.retire_at)
-            elif g.state is State.RETIRING and g.kill_after is not None and not g.killed:
-                assert g.signalled_at is not None
-                times.append(g.signalled_at + g.kill_after)
-        if self.respawn_at is not None:
-            times.append(self.respawn_at)
-        auto = self._auto_restart_due()
-        if auto is not None:
-            times.append(auto[0])
+            for w in g.workers:
+                if w.state is State.STARTING:
+                    times.append(self._start_deadline(w))
+                elif w.state is State.RETIRING and w.kill_after is not None and not w.killed:
+                    assert w.signalled_at is not None
+                    times.append(w.signalled_at + w.kill_after)
+        if self.policy.stop_timeout is not None:
+            times.extend(
+                t + self.policy.stop_timeout for t in self.leftovers.values() if t is not None
+            )
+        if not self.stopping:
+            if self.respawn_at is not None:
+                times.append(self.respawn_at)
+            times.extend(self.slot_respawn.values())
+            auto = self._auto_restart_due()
+            if auto is not None:
+                times.append(auto[0])
+            times.extend(t for t, _ in self._worker_auto_due())
+            if self.replace_queue and self._can_replace():
+                times.append(self._now)
+            if self.policy.max_memory is not None and self.next_measure is not None:
+                times.append(self.next_measure)
         return min(times) if times else None
 
     # ---- the one entry point ---------------------------------------------
 
     def handle(self, event: Event, now: float) -> list[Action]:
         self._out = []
+        self._now = now
         if isinstance(event, Start):
-            self._spawn()
+            self._new_generation(now)
         elif isinstance(event, Spawned):
             self._on_spawned(event, now)
         elif isinstance(event, SpawnFailed):
@@ -280,8 +373,13 @@ class Supervisor:
             self._on_signal(event.signum, now)
         elif isinstance(event, Notified):
             self._on_notify(event, now)
-        self._run_due(now)
-        if self.stopping and not self.gens and not self.done:
+        elif isinstance(event, Measured):
+            self._on_measured(event, now)
+        elif isinstance(event, Adopted):
+            self._on_adopted(event, now)
+        if not self.done:
+            self._run_due(now)
+        if self.stopping and not self.gens and not self.leftovers and not self.done:
             self.done = True
             self._log("exiting")
             self._dirty = True
@@ -294,47 +392,85 @@ class Supervisor:
 
     # ---- edges ------------------------------------------------------------
 
-    def _transition(self, g: Generation, to: State) -> None:
-        assert (g.state, to) in _EDGES, f"generation {g.number}: {g.state} -> {to}"
-        g.state = to
+    def _move(self, obj: Union[Generation, Worker], to: State) -> None:
+        """The one place states change; asserts the edge is allowed."""
+        kind = "generation" if isinstance(obj, Generation) else "worker"
+        assert (obj.state, to) in _EDGES, f"{kind} {obj.number}: {obj.state} -> {to}"
+        obj.state = to
         self._dirty = True
-        if to in (State.EXITED, State.FAILED):
-            del self.gens[g.number]
+        if isinstance(obj, Generation):
+            if to in (State.EXITED, State.FAILED):
+                del self.gens[obj.number]
+                for key in [k for k in self.slot_respawn if k[0] == obj.number]:
+                    del self.slot_respawn[key]
+                self.replace_queue = [r for r in self.replace_queue if r[0] != obj.number]
+        elif to in (State.EXITED, State.FAILED):
+            self.gens[obj.number].workers.remove(obj)
 
-    def _started(self, g: Generation, now: float, why: str) -> None:
-        # STARTING -> ACTIVE
-        self._transition(g, State.ACTIVE)
+    def _worker_started(self, w: Worker, now: float, why: str) -> None:
+        # worker STARTING -> ACTIVE
+        self._move(w, State.ACTIVE)
+        w.started_at = now
+        g = self.gens[w.number]
+        if g.state is State.STARTING:
+            self._log(f"new worker {w.pid} is now running ({why})", w)
+            live = [x for x in g.workers if not x.failed_start]
+            if len(live) == self.policy.workers and all(x.state is State.ACTIVE for x in live):
+                self._generation_started(g, now)
+            return
+        # A worker replaced alone, in an ACTIVE generation.
+        self._log(f"worker {w.pid} (slot {w.slot}) is now running ({why})", w)
+        self.last_success_at = now
+        old = next((x for x in g.workers if x.pid == w.replaces), None)
+        w.replaces = None
+        if old is not None and old.state is State.ACTIVE:
+            self._log(f"sending {signal_name(self.policy.signal_on_hup)} to worker {old.pid}")
+            self._retire_worker(old, self.policy.signal_on_hup, now, self.policy.stop_timeout)
+
+    def _generation_started(self, g: Generation, now: float) -> None:
+        # generation STARTING -> ACTIVE
+        self._move(g, State.ACTIVE)
         g.started_at = now
         self.ever_started = True
         self.last_success_at = now
-        self._log(f"new worker {g.pid} is now running ({why})", g)
+        if self.policy.max_memory is not None and self.next_measure is None:
+            self.next_measure = now + self.policy.memory_check_interval
         olds = [o for o in self.gens.values() if o.state is State.ACTIVE and o is not g]
         sig = signal_name(self.policy.signal_on_hup)
-        pids = ",".join(str(o.pid) for o in sorted(olds, key=lambda o: o.pid)) or "none"
+        old_pids = sorted(w.pid for o in olds for w in o.workers)
+        pids = ",".join(str(p) for p in old_pids) or "none"
         self._log(f"new worker is now running, sending {sig} to old workers:{pids}")
         delay = self.policy.effective_kill_old_delay
         if olds and delay > 0:
             self._log(f"sleeping {delay:g} secs before killing old workers")
         for o in olds:
             o.retire_at = now + delay if o.retire_at is None else min(o.retire_at, now + delay)
-        upstream = f"READY=1\nSTATUS=generation {g.number} (pid {g.pid}) is serving"
-        self._out.append(NotifyUpstream(upstream))
-        self.reloading = False
+        pid_text = ",".join(str(w.pid) for w in sorted(g.workers, key=lambda w: w.slot))
+        self._out.append(
+            NotifyUpstream(f"READY=1\nSTATUS=generation {g.number} (pid {pid_text}) is serving")
+        )
         if self.restart_pending:
             self.restart_pending = False
             self._log("starting the restart that was requested during the last start")
-            self._spawn()
+            self._new_generation(now)
+
+    def _retire_worker(self, w: Worker, signum: int, now: float, grace: Optional[float]) -> None:
+        # worker ACTIVE -> RETIRING, or STARTING -> RETIRING
+        self._move(w, State.RETIRING)
+        w.signalled_at = now
+        w.kill_after = grace
+        self._out.append(Kill(w.pid, signum))
 
     def _retire(self, g: Generation, signum: int, now: float, grace: Optional[float]) -> None:
-        # ACTIVE -> RETIRING, or STARTING -> RETIRING
-        self._transition(g, State.RETIRING)
+        # generation ACTIVE -> RETIRING, or STARTING -> RETIRING
+        self._move(g, State.RETIRING)
         g.retire_at = None
-        g.signalled_at = now
-        g.kill_after = grace
-        self._out.append(Kill(g.pid, signum))
+        for w in g.workers:
+            if w.state is not State.RETIRING:
+                self._retire_worker(w, signum, now, grace)
 
     def _failed(self, g: Generation, now: float, reason: str) -> None:
-        """A start attempt failed: count it and schedule the next one with backoff."""
+        """A generation's start failed: count it and schedule the next one with backoff."""
         self.failed_number = g.number
         self.failed_reason = reason
         self._count_failure(now)
@@ -345,6 +481,30 @@ class Supervisor:
         wait = self.respawn_at - now
         self._log(f"next attempt in {wait:.3g} s (failed starts in a row: {self.failures})")
         self.restart_pending = False  # the next attempt runs the newest code anyway
+
+    def _fail_generation(self, g: Generation, now: float, reason: str) -> None:
+        """Stop what is left of a generation that did not start, then count it."""
+        for w in g.workers:
+            w.failed_start = True
+        if g.workers:
+            self._retire(g, self.policy.signal_on_hup, now, self.policy.not_ready_grace)
+        else:
+            # generation STARTING -> FAILED
+            self._move(g, State.FAILED)
+        self._failed(g, now, reason)
+
+    def _slot_failed(self, w: Worker, now: float) -> None:
+        """A worker replaced alone did not start: try its slot again after the backoff."""
+        self._count_failure(now)
+        if self.stopping or w.number not in self.gens:
+            return
+        delay = self.backoff_delay()
+        self.slot_respawn[(w.number, w.slot)] = max(w.spawned_at + delay, now)
+        self._log(
+            f"slot {w.slot}: next attempt in {max(w.spawned_at + delay - now, 0):.3g} s "
+            f"(failed starts in a row: {self.failures})",
+            w,
+        )
 
     def _count_failure(self, now: float) -> None:
         # A generation that started and outlived the longest backoff delay
@@ -360,12 +520,15 @@ class Supervisor:
 
     # ---- event handlers ---------------------------------------------------
 
-    def _spawn(self) -> None:
+    def _new_generation(self, now: float) -> None:
         self.respawn_at = None
         self.last_number += 1
-        self._out.append(Spawn(self.last_number))
+        self.gens[self.last_number] = Generation(self.last_number, State.STARTING, now)
+        self._dirty = True
+        for slot in range(self.policy.workers):
+            self._out.append(Spawn(self.last_number, slot))
 
-    def _request_restart(self, now: float, why: str) -> None:
+    def _request_restart(self, why: str) -> None:
         if self.stopping:
             self._log(f"{why} ignored: shutting down")
             return
@@ -380,67 +543,129 @@ class Supervisor:
                 )
             self.restart_pending = True
             return
-        self._spawn()
+        self._new_generation(self._now)
 
     def _on_spawned(self, ev: Spawned, now: float) -> None:
         self._apply_overrides(ev.overrides)
-        g = Generation(ev.number, ev.pid, State.STARTING, spawned_at=now)
-        self.gens[ev.number] = g
+        g = self.gens.get(ev.number)
+        if g is None:  # pragma: no cover - the loop spawns only what we asked for
+            return
+        w = Worker(ev.number, ev.slot, ev.pid, State.STARTING, spawned_at=now)
+        w.jitter = ev.jitter * self.policy.auto_restart_jitter
+        if ev.slot == 0:
+            g.jitter = w.jitter
+        if g.state is State.ACTIVE:
+            old = [x for x in g.in_slot(ev.slot) if x.state is State.ACTIVE]
+            w.replaces = old[0].pid if old else None
+        g.workers.append(w)
         self._dirty = True
-        self._log(f"starting new worker {ev.pid}", g)
+        self._log(f"starting new worker {ev.pid}", w)
 
     def _on_spawn_failed(self, ev: SpawnFailed, now: float) -> None:
         self._log(f"failed to start generation {ev.number}: {ev.reason}", None)
-        if not self.ever_started and not self.gens:
-            self.stopping = True  # nothing runs and nothing can: give up loudly
-            self.failed_number, self.failed_reason = ev.number, ev.reason
-            self._log("giving up: the first generation could not be started")
-            self.exit_code = 1
-            self.done = True
+        g = self.gens.get(ev.number)
+        if g is None:  # pragma: no cover
             return
-        g = Generation(ev.number, 0, State.STARTING, spawned_at=now)
-        self.gens[ev.number] = g
-        # STARTING -> FAILED
-        self._transition(g, State.FAILED)
-        self._failed(g, now, ev.reason)
+        if g.state is State.STARTING:
+            if not self.ever_started and len(self.gens) == 1:
+                # Nothing runs and nothing can: give up loudly.
+                for w in g.workers:
+                    self._out.append(Kill(w.pid, signal.SIGKILL, group=True))
+                self.stopping = True
+                self.failed_number, self.failed_reason = ev.number, ev.reason
+                self._log("giving up: the first generation could not be started")
+                self.exit_code = 1
+                self.done = True
+                return
+            self._fail_generation(g, now, ev.reason)
+            return
+        ghost = Worker(ev.number, ev.slot, 0, State.STARTING, spawned_at=now)
+        self._slot_failed(ghost, now)
+
+    def _on_adopted(self, ev: Adopted, now: float) -> None:
+        for pid in ev.pids:
+            if pid in self.leftovers or self.by_pid(pid) is not None:
+                continue
+            self.leftovers[pid] = now
+            self._log(f"stopping leftover process {pid}: the worker that started it is gone")
+            self._out.append(Kill(pid, signal.SIGTERM))
 
     def _on_exited(self, ev: Exited, now: float) -> None:
-        g = self.by_pid(ev.pid)
-        if g is None:
+        w = self.by_pid(ev.pid)
+        if w is None:
+            if self.leftovers.pop(ev.pid, 0) != 0:
+                self._log(f"leftover process {ev.pid} exited, status:{ev.status} "
+                          f"({ev.description})")
             return
+        g = self.gens[w.number]
         # Whatever the main process left in its process group goes with it.
-        self._out.append(Kill(g.pid, signal.SIGTERM, group=True))
+        self._out.append(Kill(w.pid, signal.SIGTERM, group=True))
         st = f"status:{ev.status} ({ev.description})"
-        if g.state is State.STARTING:
-            # STARTING -> FAILED
-            self._log(f"new worker {g.pid} seems to have failed to start, exit {st}", g)
-            self._transition(g, State.FAILED)
-            self._failed(g, now, f"exited before it started ({ev.description})")
+        if w.state is State.STARTING:
+            # worker STARTING -> FAILED
+            self._log(f"new worker {w.pid} seems to have failed to start, exit {st}", w)
+            self._move(w, State.FAILED)
+            if g.state is State.STARTING:
+                self._fail_generation(g, now, f"exited before it started ({ev.description})")
+            else:
+                self._slot_failed(w, now)
             return
         was_current = g is self.current()
-        # ACTIVE -> EXITED, RETIRING -> EXITED
-        self._transition(g, State.EXITED)
-        cur = self.current()
-        if was_current and cur is not None and cur.retire_at is not None:
-            cur.retire_at = None  # its successor is gone: it keeps serving
-            self._log(f"generation {cur.number} keeps serving", cur)
+        was_active = w.state is State.ACTIVE
+        # worker ACTIVE -> EXITED, RETIRING -> EXITED
+        self._move(w, State.EXITED)
+        if g.state is State.STARTING:
+            # One of several workers started, then died before its siblings did.
+            self._log(f"new worker {w.pid} died during its generation's start, {st}", w)
+            self._fail_generation(g, now, f"a worker exited during the start ({ev.description})")
+            return
         if self.stopping:
-            self._log(f"worker {g.pid} died, {st}", g)
-        elif g.failed_start:
-            self._log(f"worker {g.pid} (never ready) exited, {st}", g)
-        elif was_current and self.starting() is None:
-            self._log(f"worker {g.pid} died unexpectedly with {st}, restarting", g)
+            self._log(f"worker {w.pid} died, {st}", w)
+        elif w.failed_start:
+            self._log(f"worker {w.pid} (never ready) exited, {st}", w)
+        elif was_current and was_active and self.policy.workers > 1:
+            replacement = [x for x in g.in_slot(w.slot) if x.state is State.STARTING]
+            if replacement:
+                self._log(f"worker {w.pid} (slot {w.slot}) died, {st}", w)
+            else:
+                self._log(f"worker {w.pid} (slot {w.slot}) died unexpectedly with {st}", w)
+                self._count_failure(now)
+                if self.failures <= 1:
+                    self._spawn_slot(g, w.slot, "replacing it")
+                else:
+                    self.slot_respawn[(g.number, w.slot)] = now + self.backoff_delay()
+                    self._log(
+                        f"slot {w.slot}: next attempt in {self.backoff_delay():.3g} s "
+                        f"(crashes in a row: {self.failures})",
+                        w,
+                    )
+        elif was_current and was_active and self.starting() is None:
+            self._log(f"worker {w.pid} died unexpectedly with {st}, restarting", w)
             self._count_failure(now)
             if self.failures <= 1:
-                self._spawn()
+                self._new_generation(now)
             else:
                 self.respawn_at = now + self.backoff_delay()
                 self._log(
-                    f"it had run only {now - g.spawned_at:.3g} s; next attempt in "
+                    f"it had run only {now - w.spawned_at:.3g} s; next attempt in "
                     f"{self.respawn_at - now:.3g} s (crashes in a row: {self.failures})"
                 )
         else:
-            self._log(f"old worker {g.pid} died, {st}", g)
+            self._log(f"old worker {w.pid} died, {st}", w)
+        if g.workers or (g.state is State.ACTIVE and self.policy.workers > 1 and was_current
+                         and not self.stopping):
+            return
+        # generation ACTIVE -> EXITED, RETIRING -> EXITED
+        self._move(g, State.EXITED)
+        cur = self.current()
+        if was_current and cur is not None and cur.retire_at is not None:
+            cur.retire_at = None  # its successor is gone: it keeps serving
+            self._log(f"generation {cur.number} keeps serving", None)
+
+    def _spawn_slot(self, g: Generation, slot: int, why: str) -> None:
+        self.slot_respawn.pop((g.number, slot), None)
+        self._log(f"slot {slot}: {why}", None)
+        self._out.append(Spawn(g.number, slot))
 
     def _on_signal(self, signum: int, now: float) -> None:
         name = signal_name(signum)
@@ -448,10 +673,9 @@ class Supervisor:
             if not self.stopping:
                 self._log("received HUP, spawning a new worker")
                 if self.starting() is None:
-                    self.reloading = True
                     usec = int(now * 1_000_000)
                     self._out.append(NotifyUpstream(f"RELOADING=1\nMONOTONIC_USEC={usec}"))
-            self._request_restart(now, "HUP")
+            self._request_restart("HUP")
             return
         if signum not in _STOP_SIGNALS:
             return
@@ -461,28 +685,65 @@ class Supervisor:
         self.stopping = True
         self.restart_pending = False
         self.respawn_at = None
+        self.slot_respawn.clear()
+        self.replace_queue.clear()
         sig = self.policy.signal_on_term if signum == signal.SIGTERM else signal.SIGTERM
-        live = sorted(self.gens.values(), key=lambda g: g.pid)
-        pids = ",".join(str(g.pid) for g in live)
+        pids = ",".join(str(w.pid) for w in sorted(self.workers(), key=lambda w: w.pid))
         self._log(f"received {name}, sending {signal_name(sig)} to all workers:{pids}")
         self._out.append(NotifyUpstream("STOPPING=1"))
-        for g in live:
-            if g.state is State.RETIRING:
-                continue  # already told to go; its own deadline still holds
-            self._retire(g, sig, now, self.policy.stop_timeout)
+        for pid, since in self.leftovers.items():
+            if since is None:
+                continue
+            self._out.append(Kill(pid, signal.SIGTERM))
+        for g in sorted(self.gens.values(), key=lambda g: g.number):
+            if g.state is not State.RETIRING:
+                self._retire(g, sig, now, self.policy.stop_timeout)
+            else:  # already told to go; its own deadlines still hold
+                for w in g.workers:
+                    if w.state is not State.RETIRING:
+                        self._retire_worker(w, sig, now, self.policy.stop_timeout)
 
     def _on_notify(self, ev: Notified, now: float) -> None:
         g = self.gens.get(ev.number)
         if g is None:
             return
-        if "STATUS" in ev.fields and ev.fields["STATUS"] != g.status:
-            g.status = ev.fields["STATUS"]
+        targets = [w for w in g.workers if ev.pid is None or w.pid == ev.pid]
+        if ev.pid is None and len(targets) > 1:
+            # From a helper we cannot place: it speaks for the workers still starting.
+            targets = [w for w in targets if w.state is State.STARTING][:1] or targets[:1]
+        for w in targets:
+            if "STATUS" in ev.fields and ev.fields["STATUS"] != w.status:
+                w.status = ev.fields["STATUS"]
+                self._dirty = True
+            if ev.fields.get("READY") == "1" and not w.ready:
+                w.ready = True
+                self._dirty = True
+                if w.state is State.STARTING:
+                    self._worker_started(w, now, "ready")
+
+    def _on_measured(self, ev: Measured, now: float) -> None:
+        limit = self.policy.max_memory
+        cur = self.current()
+        if limit is None or cur is None:
+            return
+        for w in cur.workers:
+            if w.pid not in ev.usage:
+                continue
+            w.memory = ev.usage[w.pid]
             self._dirty = True
-        if ev.fields.get("READY") == "1" and not g.ready:
-            g.ready = True
-            self._dirty = True
-            if g.state is State.STARTING:
-                self._started(g, now, "ready")
+            if w.state is not State.ACTIVE:
+                continue
+            w.over_limit = w.over_limit + 1 if w.memory > limit else 0
+            if w.over_limit < 2:
+                continue
+            w.over_limit = 0
+            what = f"uses {_mib(w.memory)} > --max-memory {_mib(limit)} (two checks in a row)"
+            if self.policy.workers > 1:
+                self._log(f"worker {w.pid} (slot {w.slot}) {what}; replacing it", w)
+                self._enqueue_replace(cur.number, w.slot, "memory limit")
+            else:
+                self._log(f"generation {cur.number} {what}; restarting", w)
+                self._request_restart("memory limit")
 
     # ---- timers -----------------------------------------------------------
 
@@ -491,18 +752,14 @@ class Supervisor:
         # Starts first, so that a generation that just started retires its
         # predecessors in this same pass when there is no kill-old delay.
         for g in sorted(self.gens.values(), key=lambda g: g.number):
-            if g.state is not State.STARTING:
-                continue
-            if p.wait_ready:
-                if now >= g.spawned_at + p.ready_timeout:
-                    self._log(
-                        f"new worker {g.pid} not ready after {p.ready_timeout:g} s; stopping it", g
-                    )
-                    g.failed_start = True
-                    self._retire(g, p.signal_on_hup, now, p.not_ready_grace)
-                    self._failed(g, now, f"not ready within {p.ready_timeout:g} s")
-            elif now >= g.spawned_at + p.interval:
-                self._started(g, now, f"alive after {p.interval:g} s")
+            for w in sorted(g.workers, key=lambda w: w.slot):
+                if w.state is not State.STARTING or w.number not in self.gens:
+                    continue
+                if p.wait_ready:
+                    if now >= w.spawned_at + p.ready_timeout:
+                        self._not_ready(w, now)
+                elif now >= w.spawned_at + p.interval:
+                    self._worker_started(w, now, f"alive after {p.interval:g} s")
         due = [
             g
             for g in self.olds()
@@ -512,41 +769,107 @@ class Supervisor:
             self._log("killing old workers")
         for g in due:
             self._retire(g, p.signal_on_hup, now, p.stop_timeout)
-        for g in sorted(self.gens.values(), key=lambda g: g.number):
+        for w in sorted(self.workers(), key=lambda w: (w.number, w.slot)):
             if (
-                g.state is State.RETIRING
-                and g.kill_after is not None
-                and not g.killed
-                and g.signalled_at is not None
-                and now >= g.signalled_at + g.kill_after
+                w.state is State.RETIRING
+                and w.kill_after is not None
+                and not w.killed
+                and w.signalled_at is not None
+                and now >= w.signalled_at + w.kill_after
             ):
-                g.killed = True
+                w.killed = True
                 self._log(
-                    f"worker {g.pid} did not exit {g.kill_after:g} s after it was signalled; "
+                    f"worker {w.pid} did not exit {w.kill_after:g} s after it was signalled; "
                     "sending KILL to its process group",
-                    g,
+                    w,
                 )
-                self._out.append(Kill(g.pid, signal.SIGKILL, group=True))
+                self._out.append(Kill(w.pid, signal.SIGKILL, group=True))
+        for pid, since in sorted(self.leftovers.items()):
+            if since is not None and p.stop_timeout is not None and now >= since + p.stop_timeout:
+                self.leftovers[pid] = None
+                self._log(f"leftover process {pid} did not exit; sending KILL")
+                self._out.append(Kill(pid, signal.SIGKILL))
+        if self.stopping:
+            return
         due_respawn = self.respawn_at is not None and now >= self.respawn_at
-        if due_respawn and not self.stopping and self.starting() is None:
-            self._spawn()
+        if due_respawn and self.starting() is None:
+            self._new_generation(now)
+        for (number, slot), when in sorted(self.slot_respawn.items()):
+            owner = self.gens.get(number)
+            if now >= when and owner is not None and owner is self.current():
+                self._spawn_slot(owner, slot, "starting a new worker")
         auto = self._auto_restart_due()
         if auto is not None and now >= auto[0]:
             forced = "forced, " if auto[1] else ""
             self._log(f"autorestart triggered ({forced}interval={p.auto_restart_interval:g})")
-            self._spawn()
+            self._new_generation(now)
+        for when, w in self._worker_auto_due():
+            if now >= when:
+                self._enqueue_replace(w.number, w.slot, "auto-restart")
+        if self.replace_queue and self._can_replace():
+            number, slot, why = self.replace_queue.pop(0)
+            self._spawn_slot(self.gens[number], slot, f"replacing its worker ({why})")
+        if p.max_memory is not None and self.next_measure is not None and now >= self.next_measure:
+            self.next_measure = now + p.memory_check_interval
+            serving = self.current()
+            if serving is not None and serving.workers:
+                self._out.append(Measure(tuple(w.pid for w in serving.workers)))
+
+    def _not_ready(self, w: Worker, now: float) -> None:
+        p = self.policy
+        self._log(f"new worker {w.pid} not ready after {p.ready_timeout:g} s; stopping it", w)
+        g = self.gens[w.number]
+        if g.state is State.STARTING:
+            self._fail_generation(g, now, f"not ready within {p.ready_timeout:g} s")
+        else:
+            w.failed_start = True
+            self._retire_worker(w, p.signal_on_hup, now, p.not_ready_grace)
+            self._slot_failed(w, now)
+
+    def _enqueue_replace(self, number: int, slot: int, why: str) -> None:
+        if all((n, s) != (number, slot) for n, s, _ in self.replace_queue):
+            self.replace_queue.append((number, slot, why))
+
+    def _can_replace(self) -> bool:
+        """One in-place replacement at a time, only in the current, settled generation."""
+        cur = self.current()
+        if cur is None or self.starting() is not None:
+            return False
+        if any(w.state is State.STARTING for w in cur.workers):
+            return False
+        self.replace_queue = [r for r in self.replace_queue if r[0] == cur.number]
+        return bool(self.replace_queue) and not any(
+            (n, s) in self.slot_respawn for n, s, _ in self.replace_queue[:1]
+        )
 
     def _auto_restart_due(self) -> Optional[tuple[float, bool]]:
-        """(when, forced) of the next auto-restart, by the original's two rules."""
+        """(when, forced) of the next whole-generation auto-restart, by the original's rules."""
         p = self.policy
-        if not p.auto_restart or self.stopping or self.respawn_at is not None:
+        if not p.auto_restart or p.workers > 1 or self.stopping or self.respawn_at is not None:
             return None
         cur = self.current()
         if cur is None or cur.started_at is None or self.starting() is not None:
             return None
+        base = cur.started_at + cur.jitter
         if self.olds():
-            return (cur.started_at + 2 * p.auto_restart_interval, True)
-        return (cur.started_at + p.auto_restart_interval, False)
+            return (base + 2 * p.auto_restart_interval, True)
+        return (base + p.auto_restart_interval, False)
+
+    def _worker_auto_due(self) -> list[tuple[float, Worker]]:
+        """With --workers, each worker's own auto-restart deadline (jittered)."""
+        p = self.policy
+        cur = self.current()
+        if not p.auto_restart or p.workers <= 1 or cur is None or self.stopping:
+            return []
+        queued = {(n, s) for n, s, _ in self.replace_queue}
+        return [
+            (w.started_at + p.auto_restart_interval + w.jitter, w)
+            for w in cur.workers
+            if w.state is State.ACTIVE
+            and w.started_at is not None
+            and (w.number, w.slot) not in queued
+            and not any(x.state is State.STARTING for x in cur.in_slot(w.slot))
+        ]
 
     # ---- helpers ----------------------------------------------------------
 
@@ -570,15 +893,19 @@ class Supervisor:
             return
         self.policy = p
 
-    def _log(self, message: str, g: Optional[Generation] = None) -> None:
-        if g is None:
+    def _log(self, message: str, w: Optional[Union[Worker, Generation]] = None) -> None:
+        if w is None:
             self._out.append(Log(message))
         else:
-            self._out.append(Log(message, g.number, g.pid or None))
+            self._out.append(Log(message, w.number, w.pid or None))
 
     def _snapshot(self) -> Publish:
         views = tuple(
-            GenView(g.number, g.pid, g.state, g.spawned_at, g.started_at, g.ready, g.status)
+            GenView(
+                w.number, w.pid, w.state, w.spawned_at, w.started_at, w.ready, w.status,
+                w.slot, w.memory,
+            )
             for g in sorted(self.gens.values(), key=lambda g: g.number)
+            for w in sorted(g.workers, key=lambda w: w.slot)
         )
         return Publish(views, self.last_number, self.failed_number, self.failed_reason)

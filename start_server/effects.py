@@ -213,3 +213,82 @@ def notify_socket(address: str, message: str) -> None:
             sock.send(message.encode())
         except OSError as exc:
             log(f"cannot notify {address!r}: {exc.strerror}")
+
+
+def _proc_parents() -> dict[int, int]:
+    """pid -> parent pid of every process, from /proc (one pass)."""
+    out: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: split after the last ')'.
+        fields = data[data.rfind(b")") + 2 :].split()
+        if len(fields) > 1:
+            out[int(entry)] = int(fields[1])
+    return out
+
+
+def children_of(parent: int) -> list[int]:
+    """The live children of ``parent`` (for the starter: workers and adopted leftovers)."""
+    if not os.path.isdir("/proc"):
+        return []
+    return sorted(pid for pid, ppid in _proc_parents().items() if ppid == parent)
+
+
+def _process_memory(pid: int) -> Optional[int]:
+    """PSS in bytes (shared pages counted once across a tree), else RSS."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def tree_memory(roots: Iterable[int]) -> dict[int, int]:
+    """Memory of each root's whole process tree: root pid -> bytes."""
+    parents = _proc_parents()
+    kids: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        kids.setdefault(ppid, []).append(pid)
+    out: dict[int, int] = {}
+    for root in roots:
+        if root not in parents:
+            continue
+        total, todo, seen = 0, [root], set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            total += _process_memory(pid) or 0
+            todo.extend(kids.get(pid, ()))
+        out[root] = total
+    return out
+
+
+def become_subreaper() -> bool:
+    """Linux: orphans of our children are re-parented to us, so we reap and stop them."""
+    import ctypes
+    import ctypes.util
+
+    pr_set_child_subreaper = 36
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        return int(libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False

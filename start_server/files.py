@@ -51,6 +51,16 @@ class PidFile:
                 ) from None
             raise FileError(f"--pid-file={self.path}: cannot lock: {exc.strerror}") from None
         st = os.fstat(fd)
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            # We locked a file an exiting starter just unlinked: start over.
+            os.close(fd)
+            self._created = False
+            self.acquire()
+            return
         self.fd, self._ident = fd, (st.st_dev, st.st_ino)
 
     def write(self, pid: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import selectors
 import signal
@@ -25,11 +26,14 @@ from . import effects
 from .config import Config
 from .core import (
     Action,
+    Adopted,
     Event,
     Exit,
     Exited,
     Kill,
     Log,
+    Measure,
+    Measured,
     Notified,
     NotifyUpstream,
     Publish,
@@ -142,6 +146,7 @@ class Starter:
         self.notify_socks: dict[int, socket.socket] = {}
         self.exit_code: Optional[int] = None
         self.port_env = env_value(bound)
+        self.helper_pids: tuple[int, ...] = ()  # our children that are no worker (a log command)
 
     # ---- the loop ---------------------------------------------------------
 
@@ -161,8 +166,12 @@ class Starter:
                             signums.extend(self._drain(wake))
                         else:
                             events.extend(self._read_notify(key.data, key.fileobj))  # type: ignore[arg-type]
-                    for pid, raw in effects.reap():
+                    reaped = effects.reap()
+                    for pid, raw in reaped:
                         events.append(Exited(pid, raw, effects.describe(raw)))
+                    if any(self.sup.by_pid(pid) is not None for pid, _ in reaped):
+                        # A worker is gone: what it left behind was re-parented to us.
+                        events.append(Adopted(tuple(self._strays())))
                     for signum in signums:
                         if signum == signal.SIGCHLD:
                             continue
@@ -193,6 +202,10 @@ class Starter:
                 return out
             out.extend(data)
 
+    def _strays(self) -> list[int]:
+        known = {w.pid for w in self.sup.workers()} | set(self.helper_pids)
+        return [pid for pid in effects.children_of(os.getpid()) if pid not in known]
+
     def _reopen(self) -> None:
         if self.reopen_logs is None:
             effects.log("received USR1: no log file to reopen")
@@ -214,7 +227,9 @@ class Starter:
             if isinstance(action, Log):
                 effects.log(action.message, action.number, action.pid)
             elif isinstance(action, Spawn):
-                self._spawn(action.number)
+                self._spawn(action.number, action.slot)
+            elif isinstance(action, Measure):
+                self._feed(Measured(effects.tree_memory(action.pids)))
             elif isinstance(action, Kill):
                 effects.kill(action.pid, action.signum, action.group)
             elif isinstance(action, Publish):
@@ -225,7 +240,7 @@ class Starter:
             elif isinstance(action, Exit):
                 self.exit_code = action.code
 
-    def _spawn(self, number: int) -> None:
+    def _spawn(self, number: int, slot: int) -> None:
         env = dict(self.base_env)
         envdir = effects.read_envdir(self.config.envdir)
         for name, value in envdir.items():
@@ -236,30 +251,33 @@ class Starter:
         overrides = {k: v for k, v in envdir.items() if k in POLICY_VARS and v is not None}
         env["SERVER_STARTER_PORT"] = self.port_env
         env["SERVER_STARTER_GENERATION"] = str(number)
-        sock, address = self._notify_socket(number)
-        env["NOTIFY_SOCKET"] = address
+        env["SERVER_STARTER_WORKER"] = str(slot)
+        env["NOTIFY_SOCKET"] = self._notify_address(number)
         event: Event
         try:
             pid = effects.spawn(
                 self.config.command, env, self.config.dir, [b.fd for b in self.bound]
             )
         except (effects.SpawnError, OSError) as exc:
-            sock.close()
-            event = SpawnFailed(number, str(exc))
+            event = SpawnFailed(number, str(exc), slot)
         else:
-            self.notify_socks[number] = sock
-            self.sel.register(sock, selectors.EVENT_READ, number)
-            event = Spawned(number, pid, overrides)
+            event = Spawned(number, pid, overrides, slot, random.random())
         self._feed(event)
 
-    def _notify_socket(self, number: int) -> tuple[socket.socket, str]:
-        """A private datagram socket per generation (abstract namespace)."""
-        name = f"start_server/{os.getpid()}/{number}/{secrets.token_hex(4)}"
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        sock.bind("\0" + name)
-        return sock, "@" + name
+    def _notify_address(self, number: int) -> str:
+        """A private datagram socket per generation (abstract namespace), made once."""
+        sock = self.notify_socks.get(number)
+        if sock is None:
+            name = f"start_server/{os.getpid()}/{number}/{secrets.token_hex(4)}"
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            sock.bind("\0" + name)
+            self.notify_socks[number] = sock
+            self.sel.register(sock, selectors.EVENT_READ, number)
+        name = sock.getsockname()
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        return "@" + text.lstrip("\0")
 
     def _read_notify(self, number: int, sock: socket.socket) -> list[Event]:
         out: list[Event] = []
@@ -276,12 +294,17 @@ class Starter:
             g = self.sup.gens.get(number)
             if g is None:
                 continue
-            if sender is not None and belongs(sender, g.pid) is False:
-                effects.log(
-                    f"ignoring a notification from pid {sender}: not part of generation {number}"
-                )
-                continue
-            out.append(Notified(number, parse_notify(data)))
+            worker: Optional[int] = None
+            if sender is not None:
+                verdicts = {w.pid: belongs(sender, w.pid) for w in g.workers}
+                worker = next((pid for pid, v in verdicts.items() if v), None)
+                if worker is None and all(v is False for v in verdicts.values()):
+                    effects.log(
+                        f"ignoring a notification from pid {sender}: "
+                        f"not part of generation {number}"
+                    )
+                    continue
+            out.append(Notified(number, parse_notify(data), worker))
 
     def _publish(self, snap: Publish) -> None:
         if self.status is None:
@@ -348,6 +371,9 @@ def serve(config: Config, environ: Mapping[str, str]) -> int:
             base_env=child_base_env(config, environ),
             reopen_logs=logs.reopen if logs is not None else None,
         )
+        if logs is not None and logs.pid is not None:
+            starter.helper_pids = (logs.pid,)
+        effects.become_subreaper()
         return starter.run()
     finally:
         if status is not None:

@@ -1,0 +1,407 @@
+"""Bad input: one clear line, a truthful exit code, and nothing left behind.
+
+One table. Each row is a command line (with ``{placeholders}``), an optional
+setup hook that makes the precondition (a port taken, a live unix socket, a
+running starter holding the pid file ...), the exit code, and the start of
+the one stderr line: ``start_server: --opt=value: why``. Every row also
+proves that stdout is empty, that the starter did not even say "starting
+now", that no file appeared in the watched directories (pid, status, .json,
+unix socket, log) and that no process of the test was left running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+from support import APP, PY, Harness, free_port, read_status, wait_until
+
+NOBODY = 65534
+CMD = ("--", "{py}", "{app}")  # a server program that would run fine
+
+
+class Ctx:
+    """What a row's hooks see and set; ``vars`` fill the row's ``{placeholders}``."""
+
+    def __init__(self, run: Harness, stack: ExitStack) -> None:
+        self.run = run
+        self.stack = stack
+        self.cwd = run.tmp
+        self.vars: dict[str, Any] = {
+            "tmp": run.tmp,
+            "py": PY,
+            "app": APP,
+            "port": free_port(),
+            "port2": free_port(),
+        }
+        self.prefix: list[str] = []  # put before the interpreter (dropping privileges)
+        self.python = PY
+        self.extra_env: dict[str, str] = {}
+        self.watched: list[Path] = [run.tmp]  # must hold nothing new afterwards
+        self.checks: list[Callable[[], None]] = []  # run after the invocation
+
+    def fmt(self, text: str) -> str:
+        return text.format(**self.vars)
+
+    def path(self, name: str) -> Path:
+        return Path(self.fmt("{tmp}")) / name
+
+    def invoke(self, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        env = {**self.extra_env, **env}
+        if not self.prefix and self.python == PY and self.cwd == self.run.tmp:
+            return self.run.run(*args, env=env)
+        return subprocess.run(
+            [*self.prefix, self.python, "-m", "start_server", *args],
+            env=self.run.env(env), cwd=str(self.cwd), capture_output=True, text=True,
+            timeout=30, stdin=subprocess.DEVNULL, check=False,
+        )
+
+
+# ---- setup hooks: one precondition each -----------------------------------------
+
+
+def port_taken(ctx: Ctx) -> None:
+    """Somebody else listens on {port}; {port2}, bound first by the starter, must be freed."""
+    sock = ctx.stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    sock.bind(("127.0.0.1", ctx.vars["port"]))
+    sock.listen()
+
+    def port2_free_again() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", ctx.vars["port2"]))
+            s.listen()
+
+    ctx.checks.append(port2_free_again)
+
+
+def _python_for_nobody(cwd: Path) -> tuple[str, dict[str, str]]:
+    """An interpreter nobody may run that imports this very start_server (and click)."""
+    import click
+
+    import start_server
+
+    ours = os.path.dirname(os.path.realpath(start_server.__file__))
+    path = os.pathsep.join(
+        os.path.dirname(os.path.dirname(os.path.realpath(m.__file__ or "")))
+        for m in (start_server, click)
+    )
+    # The starter checks its command with access(2) as nobody: the path must pass that too.
+    probe = (
+        "import os, sys, click, start_server; assert os.access(sys.argv[1], os.X_OK); "
+        "print(os.path.realpath(start_server.__file__))"
+    )
+    tried = []
+    system = shutil.which("python3", path=os.defpath) or PY  # outside root's home, usually
+    for python in dict.fromkeys([PY, os.path.realpath(PY), system]):
+        for env in ({}, {"PYTHONPATH": path}):
+            r = subprocess.run(
+                [*_drop(), python, "-c", probe, python], env={**os.environ, **env}, cwd=str(cwd),
+                capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                check=False,
+            )
+            if r.returncode == 0 and os.path.dirname(r.stdout.strip()) == ours:
+                return python, env
+            tried.append(f"{python} {env}: rc={r.returncode} {r.stdout}{r.stderr}".strip())
+    pytest.fail("no interpreter runs start_server as nobody:\n" + "\n".join(tried))
+
+
+def _drop() -> list[str]:
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+def unprivileged(ctx: Ctx) -> None:
+    """Run the starter as nobody (we are root here) in a directory nobody owns."""
+    start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    if start == 0:
+        pytest.skip("this kernel has no privileged ports (ip_unprivileged_port_start=0)")
+    ctx.vars["lowport"] = start - 1
+    if os.geteuid() != 0:
+        return  # already unprivileged
+    assert shutil.which("setpriv"), "setpriv (util-linux) is needed to drop to nobody"
+    home = Path(tempfile.mkdtemp(prefix="start_server-nobody-"))
+    ctx.stack.callback(shutil.rmtree, home, ignore_errors=True)
+    os.chown(home, NOBODY, NOBODY)
+    ctx.vars["tmp"] = home
+    ctx.cwd = home
+    ctx.watched.append(home)
+    ctx.prefix = _drop()
+    ctx.python, ctx.extra_env = _python_for_nobody(home)
+    ctx.vars["py"] = ctx.python  # the server program, too, must be one nobody can run
+
+
+def live_unix_socket(ctx: Ctx) -> None:
+    """The test serves on {tmp}/live.sock; it must still be there and still ours."""
+    path = ctx.path("live.sock")
+    server = ctx.stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+    server.bind(str(path))
+    server.listen()
+    server.settimeout(10)
+    ino = path.stat().st_ino
+
+    def still_ours() -> None:
+        assert path.stat().st_ino == ino, "the live socket file was replaced"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(10)
+            client.connect(str(path))
+            conn, _ = server.accept()
+            conn.close()
+
+    ctx.checks.append(still_ours)
+
+
+def regular_file(ctx: Ctx) -> None:
+    """{tmp}/plain is a regular file with content that must survive."""
+    plain = ctx.path("plain")
+    plain.write_text("keep me\n")
+    ctx.checks.append(lambda: _assert_text(plain, "keep me\n"))
+
+
+def not_executable(ctx: Ctx) -> None:
+    script = ctx.path("script.sh")
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o644)
+
+
+def dead_pid(ctx: Ctx) -> None:
+    """{tmp}/pid names a process that has exited (and been reaped)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait(10)
+    ctx.vars["dead"] = proc.pid
+    ctx.path("pid").write_text(f"{proc.pid}\n")
+    ctx.path("status").write_text(f"1:{proc.pid}\n")
+
+
+def stale_pid_of_bystander(ctx: Ctx) -> None:
+    """{tmp}/pid names a live process that is no starter: it must not be signalled."""
+    bystander = subprocess.Popen(
+        [PY, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE,
+        env=ctx.run.env(),
+    )
+
+    def reap() -> None:
+        if bystander.poll() is None:
+            bystander.kill()
+        bystander.wait(10)
+        assert bystander.stdin is not None
+        bystander.stdin.close()
+
+    ctx.stack.callback(reap)
+    ctx.vars["bystander"] = bystander.pid
+    ctx.path("pid").write_text(f"{bystander.pid}\n")
+    ctx.path("status").write_text(f"1:{bystander.pid}\n")
+
+    def not_signalled() -> None:
+        assert bystander.stdin is not None
+        bystander.stdin.close()
+        assert bystander.wait(10) == 0, "the bystander was signalled"
+
+    ctx.checks.append(not_signalled)
+
+
+def envdir_file(ctx: Ctx) -> None:
+    ctx.path("envfile").write_text("not a directory\n")
+
+
+def running_starter(ctx: Ctx) -> None:
+    """A starter serves with {tmp}/pid and {tmp}/status; the second must not touch them."""
+    pid_file, status = ctx.path("pid"), ctx.path("status")
+    first = ctx.run.start(
+        f"--pid-file={pid_file}", f"--status-file={status}",
+        f"--port=127.0.0.1:{ctx.vars['port2']}", "--interval=0.1", "--", PY, APP,
+    )
+    first.wait_line(r"gen=1 .*is now running")
+
+    def published() -> bool:
+        detail = json.loads(Path(f"{status}.json").read_text())
+        return [g["state"] for g in detail["generations"]] == ["active"]
+
+    wait_until(published, what="the first starter's status to settle")
+    gens = read_status(status)
+    ctx.vars["first"] = first.pid
+
+    def intact() -> None:
+        assert first.proc.poll() is None, "the first starter died"
+        _assert_text(pid_file, f"{first.pid}\n")
+        assert read_status(status) == gens
+
+    ctx.checks.append(intact)
+
+
+def _assert_text(path: Path, text: str) -> None:
+    assert path.read_text() == text, f"{path} was changed"
+
+
+# ---- the table --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    args: tuple[str, ...]
+    code: int
+    head: str  # the line starts with "start_server: " + head (option=value and ':')
+    why: str = ""  # and says this somewhere after it
+    env: dict[str, str] = field(default_factory=dict)
+    setup: Optional[Callable[[Ctx], None]] = None
+
+
+ROWS = [
+    # -- the --port grammar
+    Row("port-malformed", ("--port=abc", *CMD), 2, "--port=abc:", "invalid port spec"),
+    Row("port-brackets-not-v6", ("--port=[localhost]:80", *CMD), 2,
+        "--port=[localhost]:80:", "brackets are for IPv6"),
+    Row("port-empty", ("--port=", *CMD), 2, "--port=:", "invalid port spec"),
+    Row("port-out-of-range", ("--port=70000", *CMD), 2, "--port=70000:", "out of range"),
+    Row("host-port-out-of-range", ("--port=127.0.0.1:99999", *CMD), 2,
+        "--port=127.0.0.1:99999:", "out of range"),
+    Row("port-fd-collision",
+        ("--port=127.0.0.1:{port}=5", "--port=127.0.0.1:{port2}=5", *CMD), 2,
+        "--port=127.0.0.1:{port2}=5:", "fd 5"),
+    Row("port-fd-is-stderr", ("--port=127.0.0.1:{port}=2", *CMD), 2,
+        "--port=127.0.0.1:{port}=2:", "stderr"),
+    # -- signal names
+    Row("signal-on-hup-unknown", ("--signal-on-hup=FOO", *CMD), 2,
+        "--signal-on-hup=FOO:", "unknown signal"),
+    Row("signal-on-term-unknown", ("--signal-on-term=SIGBAR", *CMD), 2,
+        "--signal-on-term=SIGBAR:", "unknown signal"),
+    Row("signal-on-term-bad-number", ("--signal-on-term=99", *CMD), 2,
+        "--signal-on-term=99:", "unknown signal"),
+    Row("signal-on-hup-empty", ("--signal-on-hup=", *CMD), 2,
+        "--signal-on-hup=:", "unknown signal"),
+    # -- numbers
+    Row("interval-negative", ("--interval=-1", *CMD), 2, "--interval=-1:", ">= 0"),
+    Row("interval-not-a-number", ("--interval=abc", *CMD), 2, "--interval=abc:", "not a number"),
+    Row("interval-empty", ("--interval=", *CMD), 2, "--interval=:", "not a number"),
+    Row("kill-old-delay-negative", ("--kill-old-delay=-2", *CMD), 2,
+        "--kill-old-delay=-2:", ">= 0"),
+    Row("kill-old-delay-not-a-number", ("--kill-old-delay=soon", *CMD), 2,
+        "--kill-old-delay=soon:", "not a number"),
+    Row("KILL_OLD_DELAY-env-not-a-number", CMD, 2, "KILL_OLD_DELAY=soon:", "not a number",
+        env={"KILL_OLD_DELAY": "soon"}),
+    Row("auto-restart-interval-negative", ("--auto-restart-interval=-5", *CMD), 2,
+        "--auto-restart-interval=-5:", "> 0"),
+    Row("auto-restart-interval-zero", ("--auto-restart-interval=0", *CMD), 2,
+        "--auto-restart-interval=0:", "> 0"),
+    Row("auto-restart-interval-not-a-number", ("--auto-restart-interval=1h", *CMD), 2,
+        "--auto-restart-interval=1h:", "not a number"),
+    Row("AUTO_RESTART_INTERVAL-env-negative", CMD, 2, "AUTO_RESTART_INTERVAL=-1:", "> 0",
+        env={"AUTO_RESTART_INTERVAL": "-1"}),
+    Row("backlog-negative", ("--backlog=-1", *CMD), 2, "--backlog=-1:", ">= 1"),
+    Row("backlog-zero", ("--backlog=0", *CMD), 2, "--backlog=0:", ">= 1"),
+    Row("backlog-not-a-number", ("--backlog=many", *CMD), 2,
+        "--backlog=many:", "not a whole number"),
+    Row("timeout-negative", ("--timeout=-1", *CMD), 2, "--timeout=-1:", "> 0"),
+    Row("timeout-not-a-number", ("--stop", "--pid-file={tmp}/pid", "--timeout=abc"), 2,
+        "--timeout=abc:", "not a number"),
+    # -- options that need other options
+    Row("daemonize-without-log-file", ("--daemonize", *CMD), 2,
+        "--daemonize:", "requires --log-file"),
+    Row("restart-without-files", ("--restart",), 2,
+        "--restart:", "requires --pid-file and --status-file"),
+    Row("restart-without-status-file", ("--restart", "--pid-file={tmp}/pid"), 2,
+        "--restart:", "--status-file"),
+    Row("stop-without-pid-file", ("--stop",), 2, "--stop:", "requires --pid-file"),
+    # -- client modes and a pid file that names no starter
+    Row("restart-dead-pid",
+        ("--restart", "--pid-file={tmp}/pid", "--status-file={tmp}/status"), 1,
+        "--pid-file={tmp}/pid:", "names pid {dead}, which is not running", setup=dead_pid),
+    Row("stop-dead-pid", ("--stop", "--pid-file={tmp}/pid"), 1,
+        "--pid-file={tmp}/pid:", "names pid {dead}, which is not running", setup=dead_pid),
+    Row("stop-stale-pid-of-bystander", ("--stop", "--pid-file={tmp}/pid"), 1,
+        "--pid-file={tmp}/pid:", "names pid {bystander}, but no start_server holds",
+        setup=stale_pid_of_bystander),
+    Row("restart-stale-pid-of-bystander",
+        ("--restart", "--pid-file={tmp}/pid", "--status-file={tmp}/status"), 1,
+        "--pid-file={tmp}/pid:", "names pid {bystander}, but no start_server holds",
+        setup=stale_pid_of_bystander),
+    Row("stop-missing-pid-file", ("--stop", "--pid-file={tmp}/pid"), 1,
+        "--pid-file={tmp}/pid:", "No such file"),
+    # -- the system says no
+    Row("port-in-use",
+        ("--port=127.0.0.1:{port2}", "--port=127.0.0.1:{port}", "--pid-file={tmp}/pid",
+         "--status-file={tmp}/status", "--log-file={tmp}/log", *CMD), 1,
+        "--port=127.0.0.1:{port}:", "in use", setup=port_taken),
+    Row("privileged-port-unprivileged",
+        ("--port=127.0.0.1:{lowport}", "--pid-file={tmp}/pid", "--status-file={tmp}/status",
+         *CMD), 1,
+        "--port=127.0.0.1:{lowport}:", "Permission denied", setup=unprivileged),
+    Row("pid-file-locked-by-running-starter",
+        ("--pid-file={tmp}/pid", "--status-file={tmp}/status2", "--path={tmp}/s2.sock",
+         "--port=127.0.0.1:{port}", *CMD), 1,
+        "--pid-file={tmp}/pid:", "locked by a running start_server (pid {first})",
+        setup=running_starter),
+    # -- --path
+    Row("path-missing-directory", ("--path={tmp}/nowhere/app.sock", *CMD), 2,
+        "--path={tmp}/nowhere/app.sock:", "does not exist"),
+    Row("path-regular-file", ("--path={tmp}/plain", *CMD), 2,
+        "--path={tmp}/plain:", "not a socket", setup=regular_file),
+    Row("path-live-socket",
+        ("--path={tmp}/mine.sock", "--path={tmp}/live.sock", "--pid-file={tmp}/pid", *CMD), 1,
+        "--path={tmp}/live.sock:", "live server", setup=live_unix_socket),
+    # -- files and directories
+    Row("pid-file-missing-directory", ("--pid-file={tmp}/nowhere/pid", *CMD), 2,
+        "--pid-file={tmp}/nowhere/pid:", "does not exist"),
+    Row("log-file-missing-directory", ("--log-file={tmp}/nowhere/log", *CMD), 2,
+        "--log-file={tmp}/nowhere/log:", "does not exist"),
+    Row("dir-missing", ("--dir={tmp}/nowhere", *CMD), 2,
+        "--dir={tmp}/nowhere:", "not a directory"),
+    Row("envdir-not-a-directory", ("--envdir={tmp}/envfile", *CMD), 2,
+        "--envdir={tmp}/envfile:", "not a directory", setup=envdir_file),
+    Row("ENVDIR-env-not-a-directory", CMD, 2, "ENVDIR={tmp}/envfile:", "not a directory",
+        env={"ENVDIR": "{tmp}/envfile"}, setup=envdir_file),
+    # -- the server program
+    Row("no-command", ("--port=127.0.0.1:{port}",), 2, "server program not specified"),
+    Row("command-not-found", ("--", "no-such-program-b4d1nput"), 2,
+        "command 'no-such-program-b4d1nput':", "not found"),
+    Row("command-not-executable", ("--", "{tmp}/script.sh"), 2,
+        "command '{tmp}/script.sh':", "not an executable", setup=not_executable),
+    Row("command-is-a-directory", ("--", "{tmp}"), 2,
+        "command '{tmp}':", "not an executable"),
+    # -- click's own usage errors
+    Row("unknown-option", ("--bogus=1", *CMD), 2, "--bogus:", "no such option"),
+    Row("misspelt-option", ("--intervl=1", *CMD), 2, "--intervl:", "did you mean --interval"),
+]
+
+
+def _tree(dirs: list[Path]) -> set[str]:
+    return {str(p) for d in dirs for p in d.rglob("*")}
+
+
+@pytest.fixture
+def ctx(run: Harness) -> Iterator[Ctx]:
+    with ExitStack() as stack:
+        yield Ctx(run, stack)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_bad_input(ctx: Ctx, row: Row) -> None:
+    if row.setup is not None:
+        row.setup(ctx)
+    args = [ctx.fmt(a) for a in row.args]
+    env = {k: ctx.fmt(v) for k, v in row.env.items()}
+    files_before = _tree(ctx.watched)
+    procs_before = set(ctx.run.leftovers())
+
+    r = ctx.invoke(args, env)
+
+    line = r.stderr.rstrip("\n")
+    assert r.stderr == line + "\n" and "\n" not in line, f"not one line:\n{r.stderr}"
+    assert line.startswith(f"start_server: {ctx.fmt(row.head)}"), line
+    assert ctx.fmt(row.why) in line, line
+    assert "starting now" not in r.stderr
+    assert r.stdout == ""
+    assert r.returncode == row.code, line
+    assert _tree(ctx.watched) - files_before == set(), "files left behind"
+    assert set(ctx.run.leftovers()) - procs_before == set(), "processes left behind"
+    for check in ctx.checks:
+        check()

@@ -94,6 +94,27 @@ CONTEXT = {
     help="Longest delay between failed start attempts (default 30).",
 )
 @click.option(
+    "--workers",
+    metavar="N",
+    help="Run N copies of the command per generation (SERVER_STARTER_WORKER=0..N-1).",
+)
+@click.option(
+    "--auto-restart-jitter",
+    metavar="SECONDS",
+    help="Spread each auto-restart deadline randomly by up to this much (default 0).",
+)
+@click.option(
+    "--max-memory",
+    metavar="SIZE",
+    help="Restart a generation (a worker, with --workers) whose process tree's PSS stays "
+    "over SIZE (400M, 1.5G, bytes) on two checks in a row.",
+)
+@click.option(
+    "--memory-check-interval",
+    metavar="SECONDS",
+    help="How often --max-memory is checked (default 5).",
+)
+@click.option(
     "--restart",
     "mode",
     flag_value="restart",

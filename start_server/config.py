@@ -26,6 +26,7 @@ from .spec import (
     parse_port,
     parse_seconds,
     parse_signal,
+    parse_size,
 )
 
 
@@ -192,6 +193,20 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
     st_raw = _opt(options, "stop_timeout")
     stop_timeout = None if st_raw is None else _seconds("--stop-timeout", st_raw, 0)
     backoff_max = _seconds("--backoff-max", _opt(options, "backoff_max"), 30)
+    workers_raw = _opt(options, "workers")
+    try:
+        workers = 1 if workers_raw is None else parse_count(workers_raw, minimum=1)
+    except SpecError as exc:
+        raise ConfigError(f"--workers={workers_raw}: {exc}") from None
+    jitter = _seconds("--auto-restart-jitter", _opt(options, "auto_restart_jitter"), 0)
+    mem_raw = _opt(options, "max_memory")
+    try:
+        max_memory = None if mem_raw is None else parse_size(mem_raw)
+    except SpecError as exc:
+        raise ConfigError(f"--max-memory={mem_raw}: {exc}") from None
+    memory_check_interval = _seconds(
+        "--memory-check-interval", _opt(options, "memory_check_interval"), 5, allow_zero=False
+    )
 
     log_file = _opt(options, "log_file")
     daemonize = bool(options.get("daemonize"))
@@ -216,6 +231,10 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
         ready_timeout=ready_timeout,
         stop_timeout=stop_timeout,
         backoff_max=backoff_max,
+        workers=workers,
+        auto_restart_jitter=jitter,
+        max_memory=max_memory,
+        memory_check_interval=memory_check_interval,
     )
     return Config(
         command=command,

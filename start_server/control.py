@@ -236,16 +236,19 @@ def status(config: Config, as_json: bool) -> int:
         print(json.dumps(detail, indent=2, sort_keys=True))
         return 0
     now = time.time()
-    rows: list[list[Any]] = [["GEN", "PID", "STATE", "READY", "AGE", "STATUS"]]
+    rows: list[list[Any]] = [["GEN", "WORKER", "PID", "STATE", "READY", "AGE", "MEMORY", "STATUS"]]
     for g in detail.get("generations", []):
         spawned = g.get("spawned_at")
+        memory = g.get("memory")
         rows.append(
             [
                 g.get("generation"),
+                g.get("worker", 0),
                 g.get("pid"),
                 g.get("state", "?"),
                 "yes" if g.get("ready") else "-",
                 _age(now - spawned if isinstance(spawned, (int, float)) else None),
+                f"{memory / 1048576:.1f}M" if isinstance(memory, int) else "-",
                 g.get("status") or "",
             ]
         )

@@ -176,6 +176,8 @@ def status_detail(snapshot: Publish, starter_pid: int, now: float) -> dict[str, 
     def view(g: GenView) -> dict[str, Any]:
         return {
             "generation": g.number,
+            "worker": g.slot,
+            "memory": g.memory,
             "pid": g.pid,
             "state": g.state.value,
             "ready": g.ready,

@@ -7,7 +7,9 @@ Behaviour comes from the command line so one app serves every test:
   --ignore-term     ignore SIGTERM (only SIGKILL stops it)
   --exit N          exit with code N right away (a broken build)
   --fail-if PATH    exit 3 at once if PATH exists (break a deploy from a test)
-  --fork N          fork N grandchildren that just sleep (a forking server)
+  --fork N          fork N grandchildren that ignore TERM and sleep (a forking server)
+  --setsid-child    leave a double-forked helper in its own session (ignores TERM)
+  --leak MB         hold MB mebibytes of resident memory (over a --max-memory)
 Extra flags may come from $APP_EXTRA, so an envdir can change one generation.
 Every response is "gen=G pid=P\n". On TERM: stop accepting, finish, exit 0.
 """
@@ -57,6 +59,8 @@ def main() -> None:
     ap.add_argument("--exit", type=int, default=None)
     ap.add_argument("--fail-if", default=None)
     ap.add_argument("--fork", type=int, default=0)
+    ap.add_argument("--setsid-child", action="store_true")
+    ap.add_argument("--leak", type=int, default=0)
     args = ap.parse_args(sys.argv[1:] + os.environ.get("APP_EXTRA", "").split())
     if args.exit is not None:
         sys.exit(args.exit)
@@ -69,6 +73,17 @@ def main() -> None:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             while True:
                 time.sleep(3600)
+    if args.setsid_child and os.fork() == 0:
+        # A double-forked helper in a session of its own: out of our process group.
+        os.setsid()
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            while True:
+                time.sleep(3600)
+        os._exit(0)
+    hoard = bytearray(args.leak * 1048576)  # touched below, so it is really resident
+    for i in range(0, len(hoard), 4096):
+        hoard[i] = 1
     time.sleep(args.delay)
     sock = listen_from_env()[0]
     server = Server(sock.getsockname()[:2], Handler, bind_and_activate=False)

@@ -41,6 +41,10 @@ class InheritedServer(ThreadingHTTPServer):
 
     def __init__(self) -> None:
         sock = listen_from_env()[0]
+        # Other processes (the next generation, other workers) accept on the
+        # same socket: a connection select() announced may be gone by the time
+        # we accept(), and a blocking accept() would then hang past SIGTERM.
+        sock.setblocking(False)
         super().__init__(sock.getsockname()[:2], Handler, bind_and_activate=False)
         self.socket.close()
         self.socket = sock

@@ -731,7 +731,8 @@ class Supervisor:
                 continue
             w.memory = ev.usage[w.pid]
             self._dirty = True
-            if w.state is not State.ACTIVE:
+            if w.state is not State.ACTIVE or self._being_replaced(cur, w):
+                w.over_limit = 0  # a verdict is already being carried out
                 continue
             w.over_limit = w.over_limit + 1 if w.memory > limit else 0
             if w.over_limit < 2:
@@ -744,6 +745,13 @@ class Supervisor:
             else:
                 self._log(f"generation {cur.number} {what}; restarting", w)
                 self._request_restart("memory limit")
+
+    def _being_replaced(self, g: Generation, w: Worker) -> bool:
+        """Whether ``w`` already has a successor on its way (no second verdict then)."""
+        if self.policy.workers == 1:
+            return self.starting() is not None or self.restart_pending
+        queued = any((n, s) == (g.number, w.slot) for n, s, _ in self.replace_queue)
+        return queued or any(x.state is State.STARTING for x in g.in_slot(w.slot))
 
     # ---- timers -----------------------------------------------------------
 

@@ -277,4 +277,6 @@ class Harness:
             wait_until(lambda: not self.leftovers(), timeout=10, what="killed processes")
         for p in self.procs:
             p.close()
+            # Captured by pytest and shown only when the test fails.
+            print(f"----- output of {' '.join(p.argv)}\n{p.output}")
         return left

@@ -10,6 +10,7 @@ Behaviour comes from the command line so one app serves every test:
   --fork N          fork N grandchildren that ignore TERM and sleep (a forking server)
   --setsid-child    leave a double-forked helper in its own session (ignores TERM)
   --leak MB         hold MB mebibytes of resident memory (over a --max-memory)
+  --leak-once PATH  ... only if this process is the one that removes PATH
 Extra flags may come from $APP_EXTRA, so an envdir can change one generation.
 Every response is "gen=G pid=P\n". On TERM: stop accepting, finish, exit 0.
 """
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--fork", type=int, default=0)
     ap.add_argument("--setsid-child", action="store_true")
     ap.add_argument("--leak", type=int, default=0)
+    ap.add_argument("--leak-once", default=None)
     args = ap.parse_args(sys.argv[1:] + os.environ.get("APP_EXTRA", "").split())
     if args.exit is not None:
         sys.exit(args.exit)
@@ -81,11 +83,18 @@ def main() -> None:
             while True:
                 time.sleep(3600)
         os._exit(0)
-    hoard = bytearray(args.leak * 1048576)  # touched below, so it is really resident
+    leak = args.leak
+    if args.leak_once is not None:
+        try:
+            os.unlink(args.leak_once)  # exactly one process wins the file
+        except FileNotFoundError:
+            leak = 0
+    hoard = bytearray(leak * 1048576)  # touched below, so it is really resident
     for i in range(0, len(hoard), 4096):
         hoard[i] = 1
     time.sleep(args.delay)
     sock = listen_from_env()[0]
+    sock.setblocking(False)  # shared with other processes: accept() must never block
     server = Server(sock.getsockname()[:2], Handler, bind_and_activate=False)
     server.socket.close()
     server.socket = sock

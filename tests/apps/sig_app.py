@@ -55,6 +55,7 @@ def main() -> None:
         record_fd = os.open(args.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     sock = listen_from_env()[0]
+    sock.setblocking(False)  # shared with other processes: accept() must never block
     server = Server(("127.0.0.1", 0), Handler, bind_and_activate=False)
     server.socket.close()
     server.socket = sock

@@ -1,0 +1,300 @@
+"""Several workers per generation, memory-limit restarts, jitter, no orphans, --status."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from pathlib import Path
+
+from support import APP, PY, Harness, free_port, gen_of, http_get, read_status, wait_until
+
+
+def _envdir(run: Harness, **values: str) -> Path:
+    d = run.tmp / "env"
+    d.mkdir(exist_ok=True)
+    for k, v in values.items():
+        (d / k).write_text(v + "\n")
+    return d
+
+
+def test_workers_per_generation_and_a_restart(run: Harness) -> None:
+    port = free_port()
+    status = run.tmp / "status"
+    s = run.start(
+        f"--port=127.0.0.1:{port}",
+        f"--status-file={status}",
+        "--workers=3",
+        "--wait-ready",
+        "--",
+        PY,
+        APP,
+        "--notify",
+    )
+    wait_until(lambda: len(read_status(status)) == 3, what="three workers listed")
+    first = read_status(status)
+    assert {g for g, _ in first} == {1}
+    slots = set()
+    for _ in range(60):
+        slots.add(http_get(port, "/env/SERVER_STARTER_WORKER").strip())
+        if len(slots) == 3:
+            break
+    assert slots == {"0", "1", "2"}
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    wait_until(
+        lambda: {g for g, _ in read_status(status)} == {2} and len(read_status(status)) == 3,
+        what="generation 2's three workers alone",
+    )
+    for _, pid in first:
+        s.wait_line(rf"old worker {pid} died", start=mark)
+    # The old generation was signalled only once all three new workers were up.
+    text = "\n".join(s.lines[mark:])
+    assert text.index("killing old workers") > max(
+        m.start() for m in re.finditer(r"gen=2 .*is now running", text)
+    )
+
+
+def test_a_dead_worker_is_replaced_alone(run: Harness) -> None:
+    port = free_port()
+    status = run.tmp / "status"
+    s = run.start(
+        f"--port=127.0.0.1:{port}",
+        f"--status-file={status}",
+        "--workers=2",
+        "--wait-ready",
+        "--",
+        PY,
+        APP,
+        "--notify",
+    )
+    wait_until(lambda: len(read_status(status)) == 2, what="two workers")
+    (g1, victim), (_, other) = read_status(status)
+    mark = s.mark()
+    os.kill(victim, signal.SIGKILL)
+    s.wait_line(rf"worker {victim} \(slot \d\) died unexpectedly", start=mark)
+    s.wait_line(r"slot \d: replacing it", start=mark)
+    wait_until(
+        lambda: len(read_status(status)) == 2 and victim not in dict(read_status(status)).values(),
+        what="the slot refilled",
+    )
+    now = read_status(status)
+    assert {g for g, _ in now} == {g1}  # same generation
+    assert other in [p for _, p in now]  # the other worker untouched
+    assert "received HUP" not in s.output
+
+
+def test_memory_limit_restarts_the_generation(run: Harness) -> None:
+    port = free_port()
+    status = run.tmp / "status"
+    marker = run.tmp / "leak"
+    marker.touch()  # generation 1 takes it and leaks; generation 2 finds none
+    s = run.start(
+        f"--port=127.0.0.1:{port}",
+        f"--status-file={status}",
+        "--wait-ready",
+        "--max-memory=64M",
+        "--memory-check-interval=0.2",
+        "--",
+        PY,
+        APP,
+        "--notify",
+        "--leak=96",
+        f"--leak-once={marker}",
+    )
+    s.wait_line(r"gen=1 .*is now running")
+    assert not marker.exists()
+    m = s.wait_line(
+        r"generation 1 uses ([\d.]+) MiB > --max-memory 64.0 MiB \(two checks in a row\); "
+        r"restarting",
+        timeout=20,
+    )
+    assert float(m.group(1)) > 64
+    s.wait_line(r"gen=2 .*is now running", timeout=30)
+    wait_until(lambda: [g for g, _ in read_status(status)] == [2], what="generation 2 alone")
+    assert gen_of(http_get(port)) == 2
+    # Generation 2 stays under the limit: it is measured, and nothing restarts it.
+    detail = wait_until(
+        lambda: (
+            (d := json.loads((run.tmp / "status.json").read_text()))
+            and [g["generation"] for g in d["generations"]] == [2]
+            and d["generations"][0].get("memory")
+            and d
+        ),
+        what="generation 2 measured",
+    )
+    assert detail["generations"][0]["memory"] < 64 * 1048576
+    assert len(re.findall(r"> --max-memory", s.output)) == 1, s.output
+
+
+def test_memory_limit_with_workers_replaces_only_that_worker(run: Harness) -> None:
+    port = free_port()
+    status = run.tmp / "status"
+    marker = run.tmp / "leak"
+    s = run.start(
+        f"--port=127.0.0.1:{port}",
+        f"--status-file={status}",
+        "--wait-ready",
+        "--workers=2",
+        "--max-memory=64M",
+        "--memory-check-interval=0.2",
+        "--",
+        PY,
+        APP,
+        "--notify",
+        "--leak=96",
+        f"--leak-once={marker}",
+    )
+    wait_until(lambda: len(read_status(status)) == 2, what="two workers")
+    # Only the next worker to start leaks: kill slot 1's worker so it is respawned leaking.
+    marker.touch()
+    (_, w0), (_, w1) = read_status(status)
+    mark = s.mark()
+    os.kill(w1, signal.SIGKILL)
+    m = s.wait_line(
+        r"worker (\d+) \(slot 1\) uses [\d.]+ MiB > --max-memory 64.0 MiB .*replacing it",
+        start=mark,
+        timeout=30,
+    )
+    leaker = int(m.group(1))
+    assert not marker.exists()
+    s.wait_line(r"slot 1: replacing its worker \(memory limit\)", start=mark)
+    s.wait_line(rf"old worker {leaker} died", start=mark, timeout=30)
+    wait_until(
+        lambda: len(read_status(status)) == 2 and leaker not in dict(read_status(status)).values(),
+        what="slot 1 refilled",
+    )
+    assert w0 in [p for _, p in read_status(status)]  # slot 0 never touched
+    assert {g for g, _ in read_status(status)} == {1}
+    assert len(re.findall(r"> --max-memory", s.output)) == 1, s.output
+
+
+def test_jittered_auto_restart_replaces_workers_one_by_one(run: Harness) -> None:
+    port = free_port()
+    status = run.tmp / "status"
+    s = run.start(
+        f"--port=127.0.0.1:{port}",
+        f"--status-file={status}",
+        "--workers=2",
+        "--wait-ready",
+        "--enable-auto-restart",
+        "--auto-restart-interval=1",
+        "--auto-restart-jitter=0.5",
+        "--kill-old-delay=0",
+        "--",
+        PY,
+        APP,
+        "--notify",
+    )
+    wait_until(lambda: len(read_status(status)) == 2, what="two workers")
+    for _ in range(2):
+        s.wait_line(r"replacing its worker \(auto-restart\)", start=s.mark(), timeout=15)
+    # Never two replacements in flight: each "replacing" follows the previous one's
+    # "is now running" line.
+    lines = [
+        ln
+        for ln in s.lines
+        if "replacing its worker" in ln or ("(slot" in ln and "is now running" in ln)
+    ]
+    starts = [ln for ln in lines if "replacing its worker" in ln]
+    assert len(starts) >= 2
+    for a, b in zip(lines, lines[1:]):
+        assert not ("replacing its worker" in a and "replacing its worker" in b), lines
+    assert {g for g, _ in read_status(status)} == {1}  # no new generation was needed
+
+
+def test_no_orphans_when_a_forking_worker_is_killed(run: Harness) -> None:
+    port = free_port()
+    env = _envdir(run, APP_EXTRA="--notify --fork 2 --setsid-child")
+    s = run.start(
+        f"--port=127.0.0.1:{port}",
+        f"--envdir={env}",
+        "--wait-ready",
+        "--stop-timeout=0.5",
+        "--",
+        PY,
+        APP,
+    )
+    s.wait_line(r"gen=1 .*is now running")
+    worker = int(s.wait_line(r"gen=1 pid=(\d+) starting new worker").group(1))
+    (env / "APP_EXTRA").write_text("--notify\n")
+    # The worker, its 2 forked children and the double-forked helper, plus the starter.
+    family = wait_until(
+        lambda: (
+            [p for p in run.leftovers() if p not in (s.pid,)] if len(run.leftovers()) >= 5 else []
+        ),
+        what="the forked processes",
+    )
+    assert worker in family
+    os.kill(worker, signal.SIGKILL)
+    s.wait_line(r"gen=2 .*is now running")
+    # Everything the killed worker left behind is stopped (TERM ignored -> KILL) and
+    # reaped by the starter, its subreaper: gone from /proc, not left as zombies.
+    s.wait_line(r"leftover process \d+ did not exit; sending KILL", timeout=15)
+    for p in family:
+        if p != worker:
+            s.wait_line(rf"leftover process {p} exited", timeout=15)
+    wait_until(
+        lambda: not any(os.path.exists(f"/proc/{p}") for p in family),
+        timeout=15,
+        what="the leftovers to be reaped",
+    )
+
+
+def test_status_view_table_and_json(run: Harness) -> None:
+    port = free_port()
+    status, pid_file = run.tmp / "status", run.tmp / "pid"
+    s = run.start(
+        f"--port=127.0.0.1:{port}",
+        f"--status-file={status}",
+        f"--pid-file={pid_file}",
+        "--workers=2",
+        "--wait-ready",
+        "--max-memory=1G",
+        "--memory-check-interval=0.2",
+        "--",
+        PY,
+        APP,
+        "--notify",
+    )
+    wait_until(lambda: len(read_status(status)) == 2, what="two workers")
+    detail = wait_until(
+        lambda: (
+            (d := json.loads((run.tmp / "status.json").read_text()))
+            and all(g.get("memory") for g in d["generations"])
+            and d
+        ),
+        what="memory figures",
+    )
+    assert [g["worker"] for g in detail["generations"]] == [0, 1]
+    r = run.run("--status", f"--pid-file={pid_file}", f"--status-file={status}")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"start_server pid {s.pid}"
+    assert lines[1].split() == ["GEN", "WORKER", "PID", "STATE", "READY", "AGE", "MEMORY", "STATUS"]
+    assert re.match(r"1\s+0\s+\d+\s+active\s+yes\s+\d+s\s+[\d.]+M", lines[2]), lines
+    assert re.match(r"1\s+1\s+\d+\s+active\s+yes", lines[3]), lines
+    r = run.run("--status", "--json", f"--pid-file={pid_file}", f"--status-file={status}")
+    assert r.returncode == 0
+    assert len(json.loads(r.stdout)["generations"]) == 2
+
+
+def test_perl_restart_understands_a_multi_worker_status_file(run: Harness) -> None:
+    port = free_port()
+    status, pid_file = run.tmp / "status", run.tmp / "pid"
+    run.start(
+        f"--port=127.0.0.1:{port}",
+        f"--status-file={status}",
+        f"--pid-file={pid_file}",
+        "--workers=2",
+        "--wait-ready",
+        "--",
+        PY,
+        APP,
+        "--notify",
+    )
+    wait_until(lambda: len(read_status(status)) == 2, what="two workers")
+    r = run.run("--restart", f"--pid-file={pid_file}", f"--status-file={status}", perl=True)
+    assert r.returncode == 0, r.stderr
+    assert {g for g, _ in read_status(status)} == {2}

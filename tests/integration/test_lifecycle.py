@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 
+import pytest
 from support import APP, PY, Harness, free_port, gen_of, http_get, read_status, wait_until
 
 
@@ -31,3 +34,46 @@ def test_start_hup_term(run: Harness) -> None:
     assert "exiting" in s.output
     assert not status.exists()
     assert not pid_file.exists()
+
+
+def _switches(pid: int) -> int:
+    """Context switches of every thread of ``pid`` so far: each one is a wake-up."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/status") as fh:
+            for line in fh:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
+    return total
+
+
+def _asleep_in_epoll(pid: int) -> bool:
+    with open(f"/proc/{pid}/wchan") as fh:
+        wchan = fh.read()
+    if wchan not in ("", "0"):
+        return wchan == "do_epoll_wait"
+    # The kernel hides wchan here: sleeping, and no switch for a while, will do.
+    with open(f"/proc/{pid}/stat") as fh:
+        sleeping = fh.read().rsplit(")", 1)[1].split()[0] == "S"
+    before = _switches(pid)
+    time.sleep(0.2)
+    return sleeping and _switches(pid) == before
+
+
+@pytest.mark.parametrize("auto_restart", [False, True])
+def test_an_idle_starter_never_wakes_up(run: Harness, auto_restart: bool) -> None:
+    """The loop sleeps until a signal, a child exit, a readable fd or a due timer."""
+    port = free_port()
+    status = run.tmp / "status"
+    extra = ["--enable-auto-restart", "--auto-restart-interval=3600"] if auto_restart else []
+    s = run.start(
+        f"--port=127.0.0.1:{port}", f"--status-file={status}", "--wait-ready", *extra,
+        "--", PY, APP, "--notify",
+    )
+    s.wait_line(r"gen=1 .*is now running")
+    wait_until(lambda: len(read_status(status)) == 1, what="status")
+    wait_until(lambda: _asleep_in_epoll(s.pid), what="the starter asleep in epoll_wait")
+    before = _switches(s.pid)
+    time.sleep(1.5)  # the observation window, not a wait for something to settle
+    assert _switches(s.pid) == before
+    assert gen_of(http_get(port)) == 1  # and it was alive all along

@@ -446,9 +446,12 @@ class Supervisor:
         for o in olds:
             o.retire_at = now + delay if o.retire_at is None else min(o.retire_at, now + delay)
         pid_text = ",".join(str(w.pid) for w in sorted(g.workers, key=lambda w: w.slot))
-        self._out.append(
-            NotifyUpstream(f"READY=1\nSTATUS=generation {g.number} (pid {pid_text}) is serving")
-        )
+        serving = f"STATUS=generation {g.number} (pid {pid_text}) is serving"
+        if self.restart_pending:
+            # A reload requested meanwhile is not done yet: READY=1 waits for it.
+            self._out.append(NotifyUpstream(serving + "; one more restart follows"))
+        else:
+            self._out.append(NotifyUpstream("READY=1\n" + serving))
         if self.restart_pending:
             self.restart_pending = False
             self._log("starting the restart that was requested during the last start")
@@ -476,6 +479,15 @@ class Supervisor:
         self._count_failure(now)
         if self.stopping:
             return
+        cur = self.current()
+        if cur is not None:
+            # The reload is over, failed: the old generation keeps serving.
+            self._out.append(
+                NotifyUpstream(
+                    f"READY=1\nSTATUS=generation {g.number} failed to start ({reason}); "
+                    f"generation {cur.number} (pid {cur.pid}) is still serving"
+                )
+            )
         delay = self.backoff_delay()
         self.respawn_at = max(g.spawned_at + delay, now)
         wait = self.respawn_at - now
@@ -672,7 +684,10 @@ class Supervisor:
         if signum == signal.SIGHUP:
             if not self.stopping:
                 self._log("received HUP, spawning a new worker")
-                if self.starting() is None:
+                if self.ever_started:
+                    # Every reload request gets its RELOADING=1 (systemd's
+                    # Type=notify-reload matches it by the timestamp), even one
+                    # coalesced into a pending restart; READY=1 ends them all.
                     usec = int(now * 1_000_000)
                     self._out.append(NotifyUpstream(f"RELOADING=1\nMONOTONIC_USEC={usec}"))
             self._request_restart("HUP")

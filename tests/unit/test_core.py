@@ -295,7 +295,10 @@ def test_hups_during_a_start_coalesce_into_one_restart() -> None:
     a2 = sig(s, signal.SIGHUP, 10.4)
     a3 = sig(s, signal.SIGHUP, 10.6)
     assert spawns(a1 + a2 + a3) == []
-    assert upstream(a1 + a2 + a3) == []  # still reloading
+    # Each reload request is acknowledged (systemd matches them by timestamp) ...
+    assert upstream(a1 + a2 + a3) == [
+        f"RELOADING=1\nMONOTONIC_USEC={t}" for t in (10_200_000, 10_400_000, 10_600_000)
+    ]
     assert "one more restart will follow" in logs(a1)
     assert "coalesced" in logs(a2)
     assert "coalesced" in logs(a3)
@@ -304,11 +307,34 @@ def test_hups_during_a_start_coalesce_into_one_restart() -> None:
     assert state(s, 2) is State.ACTIVE
     assert kills(acts) == [Kill(100, TERM)]
     assert spawns(acts) == [3]
+    # ... and READY=1 waits for the generation that carries the last request.
+    assert upstream(acts) == ["STATUS=generation 2 (pid 200) is serving; one more restart follows"]
     spawned(s, 3, 11.0)
     acts = tick(s, 12.0)
     assert kills(acts) == [Kill(200, TERM)]
     assert spawns(acts) == []
+    assert upstream(acts) == ["READY=1\nSTATUS=generation 3 (pid 300) is serving"]
     assert s.next_deadline() is None
+
+
+def test_a_failed_reload_still_ends_with_ready_upstream() -> None:
+    """systemd's reload job must end: the old generation still serves, so READY=1."""
+    s = make(interval=1.0)
+    boot(s)
+    acts = replace_with(s, 2, 10.0)
+    assert upstream(acts) == ["RELOADING=1\nMONOTONIC_USEC=10000000"]
+    acts = exited(s, 2, 10.5)
+    assert upstream(acts) == [
+        "READY=1\nSTATUS=generation 2 failed to start (exited before it started "
+        "(wait status 256)); generation 1 (pid 100) is still serving"
+    ]
+    assert state(s, 1) is State.ACTIVE
+
+
+def test_no_reloading_upstream_before_the_first_start() -> None:
+    s = make(interval=1.0)
+    start(s, 0.0)
+    assert upstream(sig(s, signal.SIGHUP, 0.5)) == []
 
 
 def test_pending_restart_is_dropped_when_the_start_fails() -> None:

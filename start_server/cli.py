@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .configfile import FileConfig
 
 CONTEXT = {
     "help_option_names": ["-h", "--help"],
@@ -79,6 +82,12 @@ CONTEXT = {
     help="A generation has started only when it sends READY=1 to NOTIFY_SOCKET.",
 )
 @click.option(
+    "--listen-fds",
+    is_flag=True,
+    help="Also pass the sockets the systemd way: fds 3, 4, ... in SERVER_STARTER_PORT "
+    "order, LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES (gunicorn without --bind).",
+)
+@click.option(
     "--ready-timeout",
     metavar="SECONDS",
     help="With --wait-ready: stop a generation not ready by then (default 60).",
@@ -134,6 +143,13 @@ CONTEXT = {
 )
 @click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
 @click.option("--timeout", metavar="SECONDS", help="Deadline of --restart and --stop (default 60).")
+@click.option(
+    "--config",
+    metavar="FILE",
+    help="Read options from a YAML file: long options as keys, the program as "
+    "'command: [prog, args...]'. The command line wins over the file, the file over "
+    "environment variables.",
+)
 @click.version_option(__version__, "--version", message="%(version)s")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(mode: Optional[str], as_json: bool, **options: Any) -> None:
@@ -143,11 +159,53 @@ def command(mode: Optional[str], as_json: bool, **options: Any) -> None:
     """
     from .config import ConfigError, build
 
+    source: Optional[FileConfig] = None
     try:
+        options, source = _with_config_file(options)
         config = build(options, os.environ, mode=mode or "run")
     except ConfigError as exc:
-        _fail(str(exc), 2)
+        _fail(str(exc) if source is None else source.explain(str(exc)), 2)
     sys.exit(_dispatch(mode, config, as_json))
+
+
+def _with_config_file(options: dict[str, Any]) -> tuple[dict[str, Any], Optional[FileConfig]]:
+    """Options with ``--config FILE`` merged in, and the file (None without one).
+
+    A flag left off the command line becomes None rather than False, so that
+    ``build`` can tell "not given" (the environment decides) from an explicit
+    ``false`` in the file (which beats the environment).
+    """
+    ctx = click.get_current_context()
+    given = {
+        name
+        for name in options
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    }
+    kinds = option_kinds()
+    for name, kind in kinds.items():
+        if kind == "flag" and name not in given:
+            options[name] = None
+    path = options.pop("config", None)
+    if path is None:
+        return options, None
+    from .configfile import merge, read
+
+    return merge(options, given, read(path, kinds))
+
+
+def option_kinds() -> dict[str, str]:
+    """The options a --config file may set: name -> ``list``, ``flag`` or ``value``."""
+    kinds = {}
+    for param in command.params:
+        if (
+            isinstance(param, click.Option)
+            and param.expose_value
+            and param.name not in (None, "mode", "as_json", "config")  # no settings
+        ):
+            kinds[str(param.name)] = (
+                "list" if param.multiple else "flag" if param.is_flag else "value"
+            )
+    return kinds
 
 
 def _dispatch(mode: Optional[str], config: Any, as_json: bool) -> int:

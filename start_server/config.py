@@ -2,7 +2,10 @@
 
 Precedence, as the original's code has it: an option beats the environment
 variable of the same meaning (``KILL_OLD_DELAY`` ...), which beats the default;
-an envdir file beats them all and is re-read before every spawn. Every
+an envdir file beats them all and is re-read before every spawn. A key of a
+``--config`` file is an option too (the command line fills in over it, see
+configfile.py): command line > config file > environment > default. A flag
+is None when not given, so an explicit false can beat the environment. Every
 validation error names the option and the value.
 """
 
@@ -48,6 +51,7 @@ class Config:
     backlog: int = socket.SOMAXCONN
     policy: Policy = field(default_factory=Policy)
     timeout: float = 60.0  # --restart / --stop deadline
+    listen_fds: bool = False  # --listen-fds: also systemd's LISTEN_FDS protocol to children
 
 
 def _opt(options: Mapping[str, Any], name: str) -> Any:
@@ -75,6 +79,13 @@ def _check_parent(option: str, value: str) -> None:
     parent = os.path.dirname(os.path.abspath(value))
     if not os.path.isdir(parent):
         raise ConfigError(f"{option}={value}: directory {parent} does not exist")
+
+
+def _check_file(option: str, value: str) -> None:
+    """A file we write: an existing directory, and not a directory itself."""
+    _check_parent(option, value)
+    if os.path.isdir(value):
+        raise ConfigError(f"{option}={value}: is a directory")
 
 
 def _truthy(raw: str) -> bool:
@@ -136,6 +147,13 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
                 f"--port={p.raw}: fd {p.fd} is the starter's "
                 f"{'stdout' if p.fd == 1 else 'stderr'}; choose 0 or 3 and up"
             )
+    listen_fds = bool(options.get("listen_fds"))
+    for p in ports if listen_fds else ():
+        if p.fd is not None:
+            raise ConfigError(
+                f"--port={p.raw}: =FD cannot be combined with --listen-fds "
+                "(it puts the sockets on fds 3, 4, ... in order)"
+            )
     paths = []
     for raw in options.get("path") or ():
         path = str(raw)
@@ -166,10 +184,11 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
     if envdir_raw is not None and not os.path.isdir(envdir_raw):
         raise ConfigError(f"{envdir_src}={envdir_raw}: not a directory")
 
-    if options.get("enable_auto_restart"):
-        auto_restart = True
-    else:
+    ear_flag = options.get("enable_auto_restart")  # None: not given, so the variable decides
+    if ear_flag is None:
         auto_restart = _truthy(environ.get("ENABLE_AUTO_RESTART", ""))
+    else:
+        auto_restart = bool(ear_flag)
     ari_raw = _opt(options, "auto_restart_interval")
     ari_name = "--auto-restart-interval"
     if ari_raw is None and environ.get("AUTO_RESTART_INTERVAL"):
@@ -213,10 +232,10 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
     if daemonize and not log_file:
         raise ConfigError("--daemonize: requires --log-file")
     if log_file is not None and not log_file.lstrip().startswith("|"):
-        _check_parent("--log-file", log_file)
+        _check_file("--log-file", log_file)
     for name, value in (("--pid-file", pid_file), ("--status-file", status_file)):
         if value is not None:
-            _check_parent(name, value)
+            _check_file(name, value)
 
     check_command(command, directory, environ)
 
@@ -249,4 +268,5 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
         backlog=backlog,
         policy=policy,
         timeout=timeout,
+        listen_fds=listen_fds,
     )

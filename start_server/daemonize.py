@@ -29,6 +29,13 @@ class LogTarget:
         return os.open(self.spec, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def open(self) -> None:
+        """Open the target; the starter's lines go to it too from now on (``tee``)."""
+        from .effects import tee
+
+        self._open()
+        tee(self.fd)
+
+    def _open(self) -> None:
         if self.command is None:
             try:
                 self.fd = self._open_file()
@@ -53,7 +60,10 @@ class LogTarget:
 
     def redirect(self) -> None:
         """Make the target our stdout and stderr (inherited by every generation)."""
+        from .effects import tee
+
         assert self.fd is not None
+        tee(None)
         os.dup2(self.fd, 1)
         os.dup2(self.fd, 2)
 
@@ -78,6 +88,9 @@ class LogTarget:
 
     def close(self) -> None:
         """Close our ends; give a log command up to 5 s to drain and exit."""
+        from .effects import tee
+
+        tee(None)
         if self.fd is None:
             return
         devnull = os.open(os.devnull, os.O_WRONLY)

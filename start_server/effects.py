@@ -8,6 +8,7 @@ waitpid), and the starter has exactly one owner of waitpid, ``reap()``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -47,10 +48,25 @@ def format_line(message: str, number: Optional[int] = None, pid: Optional[int] =
     return f"{_utc_now()} start_server[{os.getpid()}] {who}{message}\n"
 
 
+# A log target opened but not yet on fd 2: the lines before the switch go there too.
+_tee: list[int] = []
+
+
+def tee(fd: Optional[int]) -> None:
+    """Copy every line also to ``fd`` (None: stop), until the log target is fd 2 itself.
+
+    So the first lines ("starting now", "listening on") reach both the
+    terminal and the --log-file, which would otherwise start mid-story.
+    """
+    _tee[:] = [] if fd is None else [fd]
+
+
 def log(message: str, number: Optional[int] = None, pid: Optional[int] = None) -> None:
     """One write(2) per line to fd 2, so lines never interleave with a child's."""
-    with contextlib.suppress(OSError):
-        os.write(2, format_line(message, number, pid).encode(errors="replace"))
+    line = format_line(message, number, pid).encode(errors="replace")
+    for fd in (2, *_tee):
+        with contextlib.suppress(OSError):
+            os.write(fd, line)
 
 
 def spawn(
@@ -58,11 +74,17 @@ def spawn(
     env: Mapping[str, str],
     cwd: Optional[str],
     pass_fds: Iterable[int],
+    listen_fds: bool = False,
 ) -> int:
     """fork + exec the command in its own process group; return its pid.
 
     Exec failure comes back through a close-on-exec pipe as a SpawnError, so
     "command not found" is one clear error, not a mysterious early exit.
+    With ``listen_fds`` (systemd's protocol, sd_listen_fds(3)) the child moves
+    ``pass_fds`` to fds 3, 4, ... in their order and sets ``LISTEN_PID`` to its
+    own pid, which only the child can know; the caller's ``env`` carries
+    ``LISTEN_FDS``, ``LISTEN_FDNAMES`` and a ``SERVER_STARTER_PORT`` naming
+    fds 3, 4, ...
     """
     fds = tuple(pass_fds)
     read_end, write_end = os.pipe()  # both close-on-exec
@@ -75,6 +97,10 @@ def spawn(
             for sig in HANDLED_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            step = "pass the sockets to"
+            if listen_fds:
+                fds, write_end = _to_listen_fds(fds, write_end)
+                env = {**env, "LISTEN_PID": str(os.getpid())}
             for fd in fds:
                 os.set_inheritable(fd, True)
             step = "chdir to"
@@ -103,6 +129,25 @@ def spawn(
         os.waitpid(pid, 0)
         raise SpawnError(b"".join(chunks).decode(errors="replace"))
     return pid
+
+
+def _to_listen_fds(fds: tuple[int, ...], keep: int) -> tuple[tuple[int, ...], int]:
+    """In the child: put ``fds`` on 3, 4, ... in order; return them and where ``keep`` went.
+
+    Everything first moves above every fd involved, so that no dup2 clobbers
+    a socket still to be moved, nor ``keep`` (the exec-error pipe); whatever
+    else sat on 3, 4, ... is the starter's own and close-on-exec anyway.
+    """
+    first = 3  # SD_LISTEN_FDS_START
+    floor = max((*fds, keep, first + len(fds) - 1)) + 1
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in fds]
+    keep = fcntl.fcntl(keep, fcntl.F_DUPFD_CLOEXEC, floor)
+    placed = []
+    for i, fd in enumerate(high):
+        os.dup2(fd, first + i, inheritable=False)
+        os.close(fd)
+        placed.append(first + i)
+    return tuple(placed), keep
 
 
 def reap() -> list[tuple[int, int]]:
@@ -240,6 +285,48 @@ def children_of(parent: int) -> list[int]:
     if not os.path.isdir("/proc"):
         return []
     return sorted(pid for pid, ppid in _proc_parents().items() if ppid == parent)
+
+
+def _ns_pids(entry: str) -> list[int]:
+    """``NSpid`` of /proc/<entry>: its pid in /proc's namespace, then in each nested one."""
+    with open(f"/proc/{entry}/status") as fh:
+        for line in fh:
+            if line.startswith("NSpid:"):
+                return [int(x) for x in line.split()[1:]]
+    raise OSError(f"no NSpid in /proc/{entry}/status")
+
+
+def own_children() -> list[int]:
+    """Our children, as pids of our own PID namespace (the ones kill(2) and waitpid see).
+
+    /proc may belong to another PID namespace than ours: PID 1 of
+    ``unshare --pid --fork`` without ``--mount-proc`` sees the host's, where
+    its children have other numbers, and its own pid 1 is the host's init.
+    So the kernel's list of our children is read through /proc/self and each
+    pid translated by NSpid. Without that list (no CONFIG_PROC_CHILDREN, or
+    a kernel without NSpid): the parent field of every /proc entry.
+    """
+    try:
+        level = len(_ns_pids("self"))  # how deep our namespace is, seen from /proc's
+        lists = [
+            os.path.join("/proc/self/task", tid, "children")
+            for tid in os.listdir("/proc/self/task")
+        ]
+        raw = []
+        for path in lists:
+            with open(path) as fh:
+                raw.extend(fh.read().split())
+    except OSError:
+        return children_of(os.getpid())
+    out = set()
+    for pid in raw:
+        try:
+            ids = _ns_pids(pid)
+        except OSError:
+            continue  # gone meanwhile
+        if len(ids) >= level:
+            out.add(ids[level - 1])
+    return sorted(out)
 
 
 def _process_memory(pid: int) -> Optional[int]:

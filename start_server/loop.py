@@ -46,7 +46,17 @@ from .core import (
     Tick,
 )
 from .files import PidFile, StatusFile
-from .sockets import Bound, bind_all, close_all, env_value
+from .sockets import (
+    LISTEN_VARS,
+    Bound,
+    adopt_systemd,
+    bind_all,
+    close_all,
+    env_value,
+    foreign_listen_fds,
+    listen_env,
+    ordered,
+)
 
 WAKE_SIGNALS = (
     signal.SIGHUP,
@@ -146,6 +156,9 @@ class Starter:
         self.notify_socks: dict[int, socket.socket] = {}
         self.exit_code: Optional[int] = None
         self.port_env = env_value(bound)
+        # --listen-fds: systemd's protocol too; the sockets then sit on fds 3, 4, ...
+        self.listen_env = listen_env(bound) if config.listen_fds and bound else {}
+        self.pass_fds = [b.fd for b in (ordered(bound) if self.listen_env else bound)]
         self.helper_pids: tuple[int, ...] = ()  # our children that are no worker (a log command)
 
     # ---- the loop ---------------------------------------------------------
@@ -167,11 +180,13 @@ class Starter:
                         else:
                             events.extend(self._read_notify(key.data, key.fileobj))  # type: ignore[arg-type]
                     reaped = effects.reap()
-                    for pid, raw in reaped:
-                        events.append(Exited(pid, raw, effects.describe(raw)))
                     if any(self.sup.by_pid(pid) is not None for pid, _ in reaped):
                         # A worker is gone: what it left behind was re-parented to us.
+                        # Told before the exit, so that a stopping starter whose last
+                        # worker this was stops (and reaps) the leftovers before it exits.
                         events.append(Adopted(tuple(self._strays())))
+                    for pid, raw in reaped:
+                        events.append(Exited(pid, raw, effects.describe(raw)))
                     for signum in signums:
                         if signum == signal.SIGCHLD:
                             continue
@@ -204,7 +219,7 @@ class Starter:
 
     def _strays(self) -> list[int]:
         known = {w.pid for w in self.sup.workers()} | set(self.helper_pids)
-        return [pid for pid in effects.children_of(os.getpid()) if pid not in known]
+        return [pid for pid in effects.own_children() if pid not in known]
 
     def _reopen(self) -> None:
         if self.reopen_logs is None:
@@ -253,10 +268,15 @@ class Starter:
         env["SERVER_STARTER_GENERATION"] = str(number)
         env["SERVER_STARTER_WORKER"] = str(slot)
         env["NOTIFY_SOCKET"] = self._notify_address(number)
+        env.update(self.listen_env)
         event: Event
         try:
             pid = effects.spawn(
-                self.config.command, env, self.config.dir, [b.fd for b in self.bound]
+                self.config.command,
+                env,
+                self.config.dir,
+                self.pass_fds,
+                listen_fds=bool(self.listen_env),
             )
         except (effects.SpawnError, OSError) as exc:
             event = SpawnFailed(number, str(exc), slot)
@@ -320,6 +340,8 @@ def child_base_env(config: Config, environ: Mapping[str, str]) -> dict[str, str]
     """The environment every generation starts from (before the envdir)."""
     env = dict(environ)
     env.pop("NOTIFY_SOCKET", None)  # children talk to us, never to our supervisor
+    for name in LISTEN_VARS:  # systemd's sockets were ours; --listen-fds sets fresh ones
+        env.pop(name, None)
     # The original exports what the options set, so children see them too.
     if config.envdir is not None:
         env["ENVDIR"] = config.envdir
@@ -336,7 +358,12 @@ def serve(config: Config, environ: Mapping[str, str]) -> int:
     from .daemonize import LogTarget, daemonize
 
     upstream = environ.get("NOTIFY_SOCKET") or None
-    bound = bind_all(list(config.ports), list(config.paths), config.backlog)
+    adopted = adopt_systemd(list(config.ports), list(config.paths), environ)
+    foreign = foreign_listen_fds(environ)
+    if adopted is not None:
+        for name in LISTEN_VARS:  # no generation may take them for its own
+            os.environ.pop(name, None)
+    bound = adopted or bind_all(list(config.ports), list(config.paths), config.backlog)
     pidfile: Optional[PidFile] = None
     status: Optional[StatusFile] = None
     logs: Optional[LogTarget] = None
@@ -349,8 +376,13 @@ def serve(config: Config, environ: Mapping[str, str]) -> int:
             logs = LogTarget(config.log_file)
             logs.open()
         effects.log(f"start_server (pid:{os.getpid()}) starting now...")
+        if foreign is not None:
+            effects.log(foreign)
         for b in bound:
-            effects.log(f"listening on {b.key} (fd {b.fd})")
+            how = ""
+            if b.adopted:
+                how = " adopted from systemd" + (f" (name {b.name})" if b.name else "")
+            effects.log(f"listening on {b.key} (fd {b.fd}){how}")
         if logs is not None:
             logs.redirect()
         if config.daemonize:
@@ -358,6 +390,7 @@ def serve(config: Config, environ: Mapping[str, str]) -> int:
                 [b.fd for b in bound] + ([pidfile.fd] if pidfile and pidfile.fd else []),
                 stdin_is_socket=any(b.fd == 0 for b in bound),
             )
+            effects.log(f"detached into the background as pid {os.getpid()}")
         if pidfile is not None:
             pidfile.write(os.getpid())
         if config.status_file is not None:

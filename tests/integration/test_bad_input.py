@@ -303,6 +303,12 @@ ROWS = [
     Row("timeout-negative", ("--timeout=-1", *CMD), 2, "--timeout=-1:", "> 0"),
     Row("timeout-not-a-number", ("--stop", "--pid-file={tmp}/pid", "--timeout=abc"), 2,
         "--timeout=abc:", "not a number"),
+    Row("status-file-is-a-directory", ("--status-file={tmp}", *CMD), 2,
+        "--status-file={tmp}:", "is a directory"),
+    Row("pid-file-is-a-directory", ("--pid-file={tmp}", *CMD), 2,
+        "--pid-file={tmp}:", "is a directory"),
+    Row("log-file-is-a-directory", ("--log-file={tmp}", *CMD), 2,
+        "--log-file={tmp}:", "is a directory"),
     # -- options that need other options
     Row("daemonize-without-log-file", ("--daemonize", *CMD), 2,
         "--daemonize:", "requires --log-file"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import fcntl
 import json
 import os
@@ -39,9 +38,10 @@ class _DirWatch:
 
     def __init__(self, directory: str) -> None:
         self.fd: Optional[int] = None
-        name = ctypes.util.find_library("c")
         try:
-            libc = ctypes.CDLL(name, use_errno=True)
+            # The symbols already loaded (libc among them): no find_library, which
+            # imports much and runs ldconfig.
+            libc = ctypes.CDLL(None, use_errno=True)
             fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         except (OSError, AttributeError):
             return

@@ -373,11 +373,10 @@ def tree_memory(roots: Iterable[int]) -> dict[int, int]:
 def become_subreaper() -> bool:
     """Linux: orphans of our children are re-parented to us, so we reap and stop them."""
     import ctypes
-    import ctypes.util
 
     pr_set_child_subreaper = 36
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # libc is loaded already
         return int(libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import secrets
 import selectors
 import signal
 import socket
@@ -288,7 +287,7 @@ class Starter:
         """A private datagram socket per generation (abstract namespace), made once."""
         sock = self.notify_socks.get(number)
         if sock is None:
-            name = f"start_server/{os.getpid()}/{number}/{secrets.token_hex(4)}"
+            name = f"start_server/{os.getpid()}/{number}/{os.urandom(4).hex()}"
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)

@@ -50,9 +50,27 @@ class InheritedServer(ThreadingHTTPServer):
         self.socket = sock
 
 
+def stop_on(server: InheritedServer, *signums: int) -> None:
+    """Drain on these signals: stop accepting, finish the requests in flight.
+
+    The handler only sets an event: starting a thread from a signal handler can
+    deadlock when the signal lands while the main thread is itself starting one
+    (a request thread) and holds threading's internal lock.
+    """
+    stop = threading.Event()
+
+    def stopper() -> None:
+        stop.wait()
+        server.shutdown()  # returns once serve_forever() has returned
+
+    threading.Thread(target=stopper, daemon=True).start()
+    for signum in signums:
+        signal.signal(signum, lambda *_: stop.set())
+
+
 def main() -> None:
     server = InheritedServer()
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    stop_on(server, signal.SIGTERM, signal.SIGINT)
     notify_ready()  # a no-op unless start_server (or systemd) gave us NOTIFY_SOCKET
     server.serve_forever()
     server.server_close()

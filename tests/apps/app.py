@@ -99,9 +99,16 @@ def main() -> None:
     server.socket.close()
     server.socket = sock
     if not args.ignore_term:
-        signal.signal(
-            signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start()
-        )
+        # The handler only sets an event: starting a thread from a signal handler
+        # deadlocks if the main thread was starting a request thread at that moment.
+        stop = threading.Event()
+
+        def stopper() -> None:
+            stop.wait()
+            server.shutdown()
+
+        threading.Thread(target=stopper, daemon=True).start()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if args.notify:
         def ready() -> None:
             time.sleep(args.notify_delay)

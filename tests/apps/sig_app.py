@@ -61,13 +61,19 @@ def main() -> None:
     server.socket = sock
     stopping = threading.Event()
 
+    def stopper() -> None:
+        stopping.wait()
+        server.shutdown()
+
+    # The handler only sets an event: starting a thread from a signal handler
+    # deadlocks if the main thread was starting a request thread at that moment.
+    threading.Thread(target=stopper, daemon=True).start()
+
     def on_signal(signum: int, _frame: object) -> None:
         if record_fd is not None:
             name = signal.Signals(signum).name[3:]
             os.write(record_fd, f"{GEN} {name} {time.monotonic():.6f}\n".encode())
-        if not stopping.is_set():
-            stopping.set()
-            threading.Thread(target=server.shutdown).start()
+        stopping.set()
 
     for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         signal.signal(sig, on_signal)

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
@@ -280,3 +280,42 @@ class Harness:
             # Captured by pytest and shown only when the test fails.
             print(f"----- output of {' '.join(p.argv)}\n{p.output}")
         return left
+
+
+def gone(pid: int) -> bool:
+    """The process no longer exists (or is a zombie nobody will run again)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True
+
+
+def first_worker(s: Proc) -> int:
+    """The pid of generation 1 once it has started, from either implementation's log.
+
+    Perl (run with ``--interval=0``) counts a worker as started when spawned; ours
+    says so after the start check. A HUP sent before that would be coalesced.
+    """
+    pid = int(s.wait_line(r"starting new worker (\d+)").group(1))
+    if s.argv[0] != PERL_START_SERVER:
+        s.wait_line(rf"new worker {pid} is now running")
+    return pid
+
+
+def serve_body(get: Callable[[], str], expected: str, what: str = "") -> str:
+    """Wait until a request is answered with ``expected``."""
+    return wait_until(lambda: get() == expected and expected, what=what or repr(expected))
+
+
+@contextlib.contextmanager
+def daemon_guard(pid_file: Path) -> Iterator[None]:
+    """Whatever happens in the test, TERM a daemonized starter left running."""
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pid_file.read_text())
+            if not gone(pid):
+                os.kill(pid, signal.SIGTERM)
+                wait_until(lambda: gone(pid), timeout=10, what="the daemon to exit")

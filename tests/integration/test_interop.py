@@ -10,27 +10,26 @@ hot-restarts under the Perl starter; each implementation's ``--restart`` and
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from support import (
     APP,
     APPS,
-    PERL_START_SERVER,
     PY,
     Harness,
-    Proc,
+    daemon_guard,
+    first_worker,
     free_port,
+    gone,
     http_get,
     read_status,
+    serve_body,
     wait_until,
 )
 
@@ -39,25 +38,7 @@ PERL_WORKER = str(APPS / "perl_worker.pl")
 ENV_DUMP = str(APPS / "env_dump.py")
 
 
-def gone(pid: int) -> bool:
-    """The process no longer exists (or is a zombie nobody will run again)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except FileNotFoundError:
-        return True
 
-
-def first_worker(s: Proc) -> int:
-    """The pid of generation 1 once it has started, from either implementation's log."""
-    pid = int(s.wait_line(r"starting new worker (\d+)").group(1))
-    if s.argv[0] != PERL_START_SERVER:
-        s.wait_line(rf"new worker {pid} is now running")
-    return pid
-
-
-def serve_body(get: Callable[[], str], expected: str) -> str:
-    return wait_until(lambda: get() == expected and expected, what=repr(expected))
 
 
 def read_pid_file(path: Path) -> int:
@@ -66,18 +47,6 @@ def read_pid_file(path: Path) -> int:
         lambda: path.read_text().endswith("\n") and int(path.read_text()), what=f"pid in {path}"
     )
 
-
-@contextlib.contextmanager
-def daemon_guard(pid_file: Path) -> Iterator[None]:
-    """Whatever happens in the test, TERM a daemonized starter left running."""
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(pid_file.read_text())
-            if not gone(pid):
-                os.kill(pid, signal.SIGTERM)
-                wait_until(lambda: gone(pid), timeout=10, what="the daemon to exit")
 
 
 # ---- (a) a Perl server under our starter --------------------------------------------

@@ -8,7 +8,6 @@ as soon as spawned) and only where that does not change what is tested.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
@@ -17,7 +16,6 @@ import signal
 import socket
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,15 +23,18 @@ import pytest
 from support import (
     APP,
     APPS,
-    PERL_START_SERVER,
     PY,
     Harness,
     Proc,
+    daemon_guard,
+    first_worker,
     free_port,
     gen_of,
+    gone,
     http_get,
     http_get_unix,
     read_status,
+    serve_body,
     wait_until,
 )
 
@@ -52,30 +53,7 @@ def interval(perl: bool) -> str:
     return "--interval=0" if perl else "--interval=0.2"
 
 
-def gone(pid: int) -> bool:
-    """The process no longer exists (or is a zombie nobody will run again)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except FileNotFoundError:
-        return True
 
-
-def first_worker(s: Proc) -> int:
-    """The pid of generation 1 once it has started, from either implementation's log.
-
-    Perl (run with ``--interval=0``) counts a worker as started when spawned; ours
-    says so after the start check. A HUP sent before that would be coalesced.
-    """
-    pid = int(s.wait_line(r"starting new worker (\d+)").group(1))
-    if s.argv[0] != PERL_START_SERVER:
-        s.wait_line(rf"new worker {pid} is now running")
-    return pid
-
-
-def serve_body(get: Callable[[], str], expected: str, what: str = "") -> str:
-    """Wait until a request is answered with ``expected``."""
-    return wait_until(lambda: get() == expected and expected, what=what or repr(expected))
 
 
 def records(path: Path) -> list[tuple[int, str, float]]:
@@ -155,18 +133,6 @@ def udp_ask(port: int, data: bytes, host: str = "127.0.0.1") -> str:
         c.sendto(data, (host, port))
         return c.recvfrom(65536)[0].decode()
 
-
-@contextlib.contextmanager
-def daemon_guard(pid_file: Path) -> Iterator[None]:
-    """Whatever happens in the test, TERM a daemonized starter left running."""
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(pid_file.read_text())
-            if not gone(pid):
-                os.kill(pid, signal.SIGTERM)
-                wait_until(lambda: gone(pid), timeout=10, what="the daemon to exit")
 
 
 # ---- t/01-starter.t: HUP swap, status file, --signal-on-hup ---------------------

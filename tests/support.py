@@ -319,3 +319,54 @@ def daemon_guard(pid_file: Path) -> Iterator[None]:
             if not gone(pid):
                 os.kill(pid, signal.SIGTERM)
                 wait_until(lambda: gone(pid), timeout=10, what="the daemon to exit")
+
+
+class HelloLoad:
+    """Client threads hammering examples/hello_app.py until the block ends.
+
+    One connection per request; every answer must be a 200 from some generation.
+    ``ok`` counts answers per client, ``generations`` the generations that
+    answered, ``failures`` everything else (refused, reset, timed out, bad body).
+    """
+
+    def __init__(self, port: int, clients: int = 16, timeout: float = 30.0) -> None:
+        self.port = port
+        self.timeout = timeout
+        self.stop = threading.Event()
+        self.ok = [0] * clients
+        self.failures: list[str] = []
+        self.generations: set[str] = set()
+        self.threads = [threading.Thread(target=self._client, args=(i,)) for i in range(clients)]
+
+    def __enter__(self) -> HelloLoad:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+
+    def _client(self, i: int) -> None:
+        while not self.stop.is_set():
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            try:
+                conn.request("GET", "/", headers={"Connection": "close"})
+                resp = conn.getresponse()
+                body = resp.read().decode()
+                if resp.status != 200 or not body.startswith("hello from generation"):
+                    self.failures.append(f"client {i}: HTTP {resp.status} {body!r}")
+                else:
+                    self.ok[i] += 1
+                    self.generations.add(body.split()[3])
+            except OSError as exc:
+                self.failures.append(f"client {i}: {exc!r}")
+            finally:
+                conn.close()
+
+    def check(self) -> None:
+        """No failure, and every client got answers."""
+        assert not self.failures, f"{len(self.failures)} failed requests, e.g. {self.failures[:5]}"
+        assert all(self.ok), f"some client never got an answer: {self.ok}"
+        assert sum(self.ok) > 100, self.ok

@@ -14,7 +14,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from .core import GenView, Publish, State
 from .spec import signal_name
@@ -262,22 +262,37 @@ def notify_socket(address: str, message: str) -> None:
             log(f"cannot notify {address!r}: {exc.strerror}")
 
 
+def parent_of(pid: Union[int, str]) -> Optional[int]:
+    """The parent pid of ``pid`` (a pid, or a /proc entry name), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rfind(b")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 else None
+
+
 def _proc_parents() -> dict[int, int]:
     """pid -> parent pid of every process, from /proc (one pass)."""
     out: dict[int, int] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: split after the last ')'.
-        fields = data[data.rfind(b")") + 2 :].split()
-        if len(fields) > 1:
-            out[int(entry)] = int(fields[1])
+        if entry.isdigit() and (ppid := parent_of(entry)) is not None:
+            out[int(entry)] = ppid
     return out
+
+
+def _status_field(entry: Union[int, str], key: str) -> Optional[list[str]]:
+    """The values of ``key`` (``"NSpid:"``, ``"VmRSS:"``) in /proc/<entry>/status.
+
+    None when the line is absent; OSError when the process is gone.
+    """
+    with open(f"/proc/{entry}/status") as fh:
+        for line in fh:
+            if line.startswith(key):
+                return line.split()[1:]
+    return None
 
 
 def children_of(parent: int) -> list[int]:
@@ -289,11 +304,10 @@ def children_of(parent: int) -> list[int]:
 
 def _ns_pids(entry: str) -> list[int]:
     """``NSpid`` of /proc/<entry>: its pid in /proc's namespace, then in each nested one."""
-    with open(f"/proc/{entry}/status") as fh:
-        for line in fh:
-            if line.startswith("NSpid:"):
-                return [int(x) for x in line.split()[1:]]
-    raise OSError(f"no NSpid in /proc/{entry}/status")
+    values = _status_field(entry, "NSpid:")
+    if values is None:
+        raise OSError(f"no NSpid in /proc/{entry}/status")
+    return [int(x) for x in values]
 
 
 def own_children() -> list[int]:
@@ -339,13 +353,10 @@ def _process_memory(pid: int) -> Optional[int]:
     except OSError:
         pass
     try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
+        rss = _status_field(pid, "VmRSS:")
     except OSError:
-        pass
-    return None
+        return None
+    return int(rss[0]) * 1024 if rss else None
 
 
 def tree_memory(roots: Iterable[int]) -> dict[int, int]:

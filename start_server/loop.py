@@ -92,17 +92,6 @@ def wakeup_signals(signums: tuple[int, ...]) -> Iterator[socket.socket]:
         write_sock.close()
 
 
-def _parent_of(pid: int) -> Optional[int]:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    # The command name may hold spaces and parentheses: split after the last ')'.
-    fields = data[data.rfind(b")") + 2 :].split()
-    return int(fields[1]) if len(fields) > 1 else None
-
-
 def belongs(pid: int, root: int) -> Optional[bool]:
     """Is ``pid`` the generation's main process or in its tree? None if it is gone."""
     if pid == root:
@@ -115,7 +104,7 @@ def belongs(pid: int, root: int) -> Optional[bool]:
     seen = 0
     cur: Optional[int] = pid
     while cur and cur > 1 and seen < 64:
-        cur = _parent_of(cur)
+        cur = effects.parent_of(cur)
         if cur == root:
             return True
         seen += 1
@@ -157,7 +146,7 @@ class Starter:
         self.port_env = env_value(bound)
         # --listen-fds: systemd's protocol too; the sockets then sit on fds 3, 4, ...
         self.listen_env = listen_env(bound) if config.listen_fds and bound else {}
-        self.pass_fds = [b.fd for b in (ordered(bound) if self.listen_env else bound)]
+        self.pass_fds = [b.fd for b in ordered(bound)]  # the order --listen-fds lays out
         self.helper_pids: tuple[int, ...] = ()  # our children that are no worker (a log command)
 
     # ---- the loop ---------------------------------------------------------

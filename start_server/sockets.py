@@ -399,6 +399,4 @@ def close_all(bound: list[Bound]) -> None:
 
 def env_value(bound: list[Bound]) -> str:
     """``SERVER_STARTER_PORT``: ports first, then paths, each in command-line order."""
-    ports = [(b.key, b.fd) for b in bound if isinstance(b.spec, PortSpec)]
-    paths = [(b.key, b.fd) for b in bound if isinstance(b.spec, PathSpec)]
-    return port_env(ports + paths)
+    return port_env([(b.key, b.fd) for b in ordered(bound)])

@@ -101,13 +101,17 @@ class Generation:
     spawned_at: float
     started_at: Optional[float] = None
     retire_at: Optional[float] = None  # ACTIVE but replaced: when to signal it
-    jitter: float = 0.0
     workers: list[Worker] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
         """The first worker's pid (the only one without --workers)."""
         return min(self.workers, key=lambda w: w.slot).pid if self.workers else 0
+
+    @property
+    def jitter(self) -> float:
+        """The first worker's auto-restart jitter: the generation's, without --workers."""
+        return min(self.workers, key=lambda w: w.slot).jitter if self.workers else 0.0
 
     @property
     def ready(self) -> bool:
@@ -564,8 +568,6 @@ class Supervisor:
             return
         w = Worker(ev.number, ev.slot, ev.pid, State.STARTING, spawned_at=now)
         w.jitter = ev.jitter * self.policy.auto_restart_jitter
-        if ev.slot == 0:
-            g.jitter = w.jitter
         if g.state is State.ACTIVE:
             old = [x for x in g.in_slot(ev.slot) if x.state is State.ACTIVE]
             w.replaces = old[0].pid if old else None

@@ -232,3 +232,14 @@ def test_stop_waits_for_leftovers_before_exiting() -> None:
     acts = s.handle(Exited(555, 15, "killed by SIGTERM"), 12.0)
     assert s.done
     assert any(type(a).__name__ == "Exit" for a in acts)
+
+
+def test_jitter_moves_a_single_generation_auto_restart() -> None:
+    s = make(interval=1.0, auto_restart=True, auto_restart_interval=100.0,
+             auto_restart_jitter=10.0)
+    s.handle(Start(), 0.0)
+    s.handle(Spawned(1, 100, {}, 0, 0.5), 0.0)  # jitter 5 s
+    s.handle(Tick(), 1.0)
+    assert s.next_deadline() == 106.0
+    assert spawns(s.handle(Tick(), 105.9)) == []
+    assert spawns(s.handle(Tick(), 106.0)) == [(2, 0)]

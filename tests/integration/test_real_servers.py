@@ -30,18 +30,25 @@ The servers are test extras (``pip install .[test]``; Debian package
 
 from __future__ import annotations
 
-import http.client
 import importlib.metadata
 import re
 import signal
-import threading
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import pytest
-from support import APPS, PY, Harness, Proc, free_port, http_get, wait_until
+from support import (
+    APPS,
+    HELLO,
+    PY,
+    ClientLoad,
+    Harness,
+    Proc,
+    free_port,
+    http_get,
+    wait_until,
+)
 
 SERVERS = APPS / "servers"
 HELLO_APP = str(Path(__file__).resolve().parents[2] / "examples" / "hello_app.py")
@@ -49,7 +56,6 @@ FD = 3  # where the starter places the socket: the server command names it
 CLIENTS = 8
 RESTARTS = 3
 STEP_TIMEOUT = 30.0  # one restart under load on a slow 2-core box, generously
-BODY = re.compile(r"^hello from generation (\d+) pid \d+$")
 
 
 def _version(dist: str) -> tuple[int, ...]:
@@ -112,68 +118,7 @@ SERVER_CASES = {
 }
 
 
-class Load:
-    """Client threads, one new connection per request, until stopped.
-
-    A failure is "dropped" when the connection was accepted but never answered:
-    reset or closed before any response, or left unanswered until the client gave
-    up (the known shutdown race of some servers: a connection accepted during the
-    drain is never read). Anything else (refused, a bad status or body, a response
-    cut short) is "other". Servers without a known race fail on any drop.
-    """
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.answered: Counter[int] = Counter()  # generation -> requests it answered
-        self.dropped: list[str] = []
-        self.other: list[str] = []
-        self.threads = [
-            threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(CLIENTS)
-        ]
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(30)
-        assert not any(t.is_alive() for t in self.threads), "a client thread hangs"
-
-    def generations(self) -> set[int]:
-        with self.lock:
-            return set(self.answered)
-
-    def _client(self, i: int) -> None:
-        while not self.stop.is_set():
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-            responded = False
-            try:
-                conn.request("GET", "/", headers={"Connection": "close"})
-                resp = conn.getresponse()
-                responded = True
-                body = resp.read().decode().strip()
-                m = BODY.match(body)
-                with self.lock:
-                    if resp.status == 200 and m:
-                        self.answered[int(m.group(1))] += 1
-                    else:
-                        self.other.append(f"client {i}: HTTP {resp.status} {body!r}")
-            except (OSError, http.client.HTTPException) as exc:
-                drop = not responded and isinstance(
-                    exc, (ConnectionResetError, BrokenPipeError, TimeoutError)
-                )
-                with self.lock:
-                    (self.dropped if drop else self.other).append(f"client {i}: {exc!r}")
-            finally:
-                conn.close()
-
-
-def restart(s: Proc, load: Load, new_gen: int) -> None:
+def restart(s: Proc, load: ClientLoad, new_gen: int) -> None:
     """HUP; wait until ``new_gen`` runs, its predecessor has exited, and it answers."""
     mark = s.mark()
     s.signal(signal.SIGHUP)
@@ -198,10 +143,10 @@ def test_real_server_survives_restarts_under_load(run: Harness, name: str) -> No
     )
     s.wait_line(r"gen=1 .*is now running", timeout=STEP_TIMEOUT)
     body = wait_until(lambda: http_get(port), timeout=STEP_TIMEOUT, what=f"{name} to answer")
-    m = BODY.match(body.strip())
+    m = HELLO.match(body.strip())
     assert m and m.group(1) == "1", body
 
-    with Load(port) as load:
+    with ClientLoad(port, CLIENTS, timeout=15) as load:
         for gen in range(2, RESTARTS + 2):
             restart(s, load, gen)
 

@@ -34,8 +34,8 @@ from support import (
     APPS,
     PY,
     TOKEN_VAR,
+    ClientLoad,
     Harness,
-    HelloLoad,
     Proc,
     free_port,
     http_get,
@@ -170,14 +170,14 @@ def test_restart_under_load_on_adopted_socket_fails_no_request(run: Harness) -> 
     assert get(port).startswith("hello from generation 1 ")
     s.wait_line(r"gen=1 .*is now running", 30)
 
-    with HelloLoad(port) as load:
+    with ClientLoad(port) as load:
         for n in range(2, 6):  # four restarts, each waited for, under load
             mark = s.mark()
             s.signal(signal.SIGHUP)
             s.wait_line(rf"gen={n} .*is now running", 60, start=mark)
-            wait_until(lambda n=n: str(n) in load.generations, 60, f"generation {n} to answer")
+            wait_until(lambda n=n: n in load.generations(), 60, f"generation {n} to answer")
     load.check()
-    assert {"1", "2", "3", "4", "5"} <= load.generations
+    assert set(range(1, 6)) <= load.generations()
     wait_until(lambda: s.output.count("old worker") >= 4, 60, "old generations to exit")
     assert s.stop() == 0
 

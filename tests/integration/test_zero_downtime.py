@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import PY, Harness, HelloLoad, free_port, wait_until
+from support import PY, ClientLoad, Harness, free_port, wait_until
 
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "hello_app.py")
 CLIENTS = 16
@@ -22,7 +22,7 @@ def test_no_request_fails_while_restarting_every_100ms(run: Harness) -> None:
     s.wait_line(r"gen=1 .*is now running")
 
     hups = 0
-    with HelloLoad(port, CLIENTS, timeout=10) as load:
+    with ClientLoad(port, CLIENTS, timeout=10) as load:
         end = time.monotonic() + DURATION
         next_hup = time.monotonic()
         while time.monotonic() < end:
@@ -32,7 +32,7 @@ def test_no_request_fails_while_restarting_every_100ms(run: Harness) -> None:
             # Pacing the HUPs is the point of the test, not a wait for a condition.
             load.stop.wait(max(0.0, next_hup - time.monotonic()))
     load.check()
-    generations = load.generations
+    generations = load.generations()
     assert len(generations) >= 5, f"too few generations served: {sorted(generations)}"
     assert hups >= 30
     # Every generation but the newest drains and exits; the log says so.

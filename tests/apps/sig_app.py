@@ -19,29 +19,13 @@ import os
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
+
+from app import Handler, Server  # the test app next to this one: same handler, same server
 
 from start_server import listen_from_env
 
 GEN = os.environ.get("SERVER_STARTER_GENERATION", "?")
-
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = f"gen={GEN} pid={os.getpid()}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = False
-    block_on_close = True
 
 
 def main() -> None:

@@ -9,9 +9,13 @@ which wrk handles by reconnecting): a restart can then never race a client
 reusing an idle keep-alive connection that the old generation is closing.
 
 Environment:
-  BENCH_READY_DELAY   seconds to wait after the imports before accepting and
-                      sending READY=1 (default 0): "becomes ready 100 ms after
-                      exec" is BENCH_READY_DELAY=0.1.
+  BENCH_READY_DELAY   seconds after the process started at which it begins
+                      accepting and sends READY=1 (default 0): "becomes ready
+                      100 ms after exec" is BENCH_READY_DELAY=0.1. The start is
+                      the kernel's (/proc/self/stat, in clock ticks, rounded
+                      up to the next tick), so the app is ready 100-110 ms
+                      after its fork and exec, its own interpreter start-up
+                      included, not 100 ms after that start-up.
   BENCH_NO_NOTIFY     if set (non-empty), never send READY=1: under our starter
                       the generation then starts by the --interval rule only,
                       exactly as under Perl's.
@@ -58,6 +62,16 @@ from start_server import listen_from_env, notify_ready
 STRAGGLER_DEADLINE = 10.0  # after TERM, wait at most this long for accepted requests
 ANSWERED = b"\0answered"  # a connection's buffer once answered: waiting for the client's FIN
 GROW_STEP = 0.1  # seconds between two growth steps of BENCH_GROW_MB_PER_S
+
+
+def seconds_since_start() -> float:
+    """Seconds since this process started, at least (the kernel counts its start
+    in clock ticks: rounding the start up to the next tick never undercounts)."""
+    with open("/proc/self/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    tick = 1.0 / os.sysconf("SC_CLK_TCK")
+    started = (int(fields[19]) + 1) * tick  # field 22 of stat(5), counted from after the ")"
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - started
 
 
 def burn(cpu_seconds: float) -> None:
@@ -157,7 +171,7 @@ def main() -> int:
     signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
 
     if delay > 0:
-        time.sleep(delay)  # the simulated start-up work
+        time.sleep(max(0.0, delay - seconds_since_start()))  # the simulated start-up work
 
     sel = selectors.DefaultSelector()
     sel.register(wake_r, selectors.EVENT_READ, "wake")

@@ -1,21 +1,25 @@
 """start_server: a superdaemon for zero-downtime hot deploys of any server program.
 
-This module is the app-facing API. It imports only :mod:`start_server.listener`
-so that a server importing it pays for nothing else.
+This module is the app-facing API, from :mod:`start_server.listener`, loaded
+on first use: a server importing it pays for that module alone, and the
+starter and its clients (``start_server --restart`` on every deploy) for
+nothing.
 """
 
 from __future__ import annotations
 
-from .listener import (
-    ServerStarterError,
-    listen_from_env,
-    notify,
-    notify_ready,
-    parse_port_env,
-    server_ports,
-)
-
 __version__ = "0.1.0"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .listener import (
+        ServerStarterError,
+        listen_from_env,
+        notify,
+        notify_ready,
+        parse_port_env,
+        server_ports,
+    )
 
 __all__ = [
     "ServerStarterError",
@@ -26,3 +30,11 @@ __all__ = [
     "parse_port_env",
     "server_ports",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in __all__:
+        from . import listener
+
+        return getattr(listener, name)
+    raise AttributeError(f"module 'start_server' has no attribute {name!r}")

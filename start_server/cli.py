@@ -1,253 +1,120 @@
-"""The command line: options -> Config -> run, restart, stop or status.
+"""The entry point: command line -> Config -> run, restart, stop or status.
 
 Every error is one line on stderr, ``start_server: <option>=<value>: <why>``:
 exit 2 for bad input (usage), 1 when the system says no (port in use, a
 locked pid file, a restart that failed).
+
+The option table and its parser (click) are in :mod:`start_server.options`.
+A deploy runs ``start_server --restart --pid-file F --status-file F`` on every
+release, and importing click costs about half of that client's start-up, so
+exactly that shape of command line (the client options alone, each once) is
+read here without it; anything else, unusual or wrong, goes to click.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Optional
 
-import click
-
-from . import __version__
-
+TYPE_CHECKING = False  # typing itself costs the client milliseconds at every deploy
 if TYPE_CHECKING:
-    from .configfile import FileConfig
+    from typing import Any, NoReturn, Optional, Union
 
-CONTEXT = {
-    "help_option_names": ["-h", "--help"],
-    "allow_interspersed_args": False,  # everything after the program is its own
-    "max_content_width": 100,
-}
+    from .config import Config
+    from .control import ClientOptions
+
+CLIENT_MODES = {"--restart": "restart", "--stop": "stop", "--status": "status"}
+CLIENT_VALUES = {"--pid-file": "pid_file", "--status-file": "status_file", "--timeout": "timeout"}
 
 
-@click.command(context_settings=CONTEXT)
-@click.option(
-    "--port",
-    multiple=True,
-    metavar="SPEC",
-    help="Bind PORT, HOST:PORT or [V6]:PORT; 'u' before the port for UDP; =FD to "
-    "place the socket on that fd. Repeatable.",
-)
-@click.option(
-    "--path", multiple=True, metavar="PATH", help="Bind a unix stream socket. Repeatable."
-)
-@click.option("--dir", metavar="DIR", help="Working directory of the server program.")
-@click.option(
-    "--interval",
-    metavar="SECONDS",
-    help="A generation alive this long has started (default 1; fractions allowed).",
-)
-@click.option(
-    "--signal-on-hup", metavar="SIG", help="Signal for old generations on a restart (default TERM)."
-)
-@click.option(
-    "--signal-on-term",
-    metavar="SIG",
-    help="Signal for all generations when the starter gets TERM (default TERM).",
-)
-@click.option("--pid-file", metavar="FILE", help="Write, lock and hold the starter's pid file.")
-@click.option("--status-file", metavar="FILE", help="Write GEN:PID lines of live generations.")
-@click.option(
-    "--envdir", metavar="DIR", help="daemontools envdir, re-read before every spawn (env ENVDIR)."
-)
-@click.option(
-    "--log-file",
-    metavar="FILE|'| CMD'",
-    help="Send stdout and stderr to FILE (appended) or into CMD; USR1 reopens FILE.",
-)
-@click.option("--daemonize", is_flag=True, help="Detach (needs --log-file).")
-@click.option(
-    "--enable-auto-restart",
-    is_flag=True,
-    help="Restart every --auto-restart-interval seconds (env ENABLE_AUTO_RESTART).",
-)
-@click.option(
-    "--auto-restart-interval", metavar="SECONDS", help="Default 360 (env AUTO_RESTART_INTERVAL)."
-)
-@click.option(
-    "--kill-old-delay",
-    metavar="SECONDS",
-    help="Wait this long after a start before signalling old generations "
-    "(default 5 with auto-restart, else 0; env KILL_OLD_DELAY).",
-)
-@click.option("--backlog", metavar="N", help="listen(2) backlog (default SOMAXCONN).")
-@click.option(
-    "--wait-ready",
-    is_flag=True,
-    help="A generation has started only when it sends READY=1 to NOTIFY_SOCKET.",
-)
-@click.option(
-    "--listen-fds",
-    is_flag=True,
-    help="Also pass the sockets the systemd way: fds 3, 4, ... in SERVER_STARTER_PORT "
-    "order, LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES (gunicorn without --bind).",
-)
-@click.option(
-    "--ready-timeout",
-    metavar="SECONDS",
-    help="With --wait-ready: stop a generation not ready by then (default 60).",
-)
-@click.option(
-    "--stop-timeout",
-    metavar="SECONDS",
-    help="SIGKILL a signalled generation's process group after this long (default: wait forever).",
-)
-@click.option(
-    "--backoff-max",
-    metavar="SECONDS",
-    help="Longest delay between failed start attempts (default 30).",
-)
-@click.option(
-    "--workers",
-    metavar="N",
-    help="Run N copies of the command per generation (SERVER_STARTER_WORKER=0..N-1).",
-)
-@click.option(
-    "--auto-restart-jitter",
-    metavar="SECONDS",
-    help="Spread each auto-restart deadline randomly by up to this much (default 0).",
-)
-@click.option(
-    "--max-memory",
-    metavar="SIZE",
-    help="Restart a generation (a worker, with --workers) whose process tree's PSS stays "
-    "over SIZE (400M, 1.5G, bytes) on two checks in a row.",
-)
-@click.option(
-    "--memory-check-interval",
-    metavar="SECONDS",
-    help="How often --max-memory is checked (default 5).",
-)
-@click.option(
-    "--restart",
-    "mode",
-    flag_value="restart",
-    help="Client: HUP the running starter, wait until the new generation took over.",
-)
-@click.option(
-    "--stop",
-    "mode",
-    flag_value="stop",
-    help="Client: TERM the running starter, wait until it exited.",
-)
-@click.option(
-    "--status",
-    "mode",
-    flag_value="status",
-    help="Client: show the generations of the running starter.",
-)
-@click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
-@click.option("--timeout", metavar="SECONDS", help="Deadline of --restart and --stop (default 60).")
-@click.option(
-    "--config",
-    metavar="FILE",
-    help="Read options from a YAML file: long options as keys, the program as "
-    "'command: [prog, args...]'. The command line wins over the file, the file over "
-    "environment variables.",
-)
-@click.version_option(__version__, "--version", message="%(version)s")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def command(mode: Optional[str], as_json: bool, **options: Any) -> None:
-    """A superdaemon for hot-deploying server programs.
+def client_args(args: list[str]) -> Optional[tuple[str, dict[str, Any], bool]]:
+    """``(mode, options, as_json)`` when ``args`` are a plain client call, else None.
 
-    start_server [options] -- server-prog server-arg1 ...
+    Plain: one of ``--restart``/``--stop``/``--status``, ``--json`` with
+    ``--status`` only, and ``--pid-file``, ``--status-file``, ``--timeout``
+    (``--opt VALUE`` or ``--opt=VALUE``), each at most once, values not starting
+    with ``-``. click reads such a line to the same options (a unit test holds
+    the two to it).
     """
-    from .config import ConfigError, build
-
-    source: Optional[FileConfig] = None
-    try:
-        options, source = _with_config_file(options)
-        config = build(options, os.environ, mode=mode or "run")
-    except ConfigError as exc:
-        _fail(str(exc) if source is None else source.explain(str(exc)), 2)
-    sys.exit(_dispatch(mode, config, as_json))
-
-
-def _with_config_file(options: dict[str, Any]) -> tuple[dict[str, Any], Optional[FileConfig]]:
-    """Options with ``--config FILE`` merged in, and the file (None without one).
-
-    A flag left off the command line becomes None rather than False, so that
-    ``build`` can tell "not given" (the environment decides) from an explicit
-    ``false`` in the file (which beats the environment).
-    """
-    ctx = click.get_current_context()
-    given = {
-        name
-        for name in options
-        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
-    }
-    kinds = option_kinds()
-    for name, kind in kinds.items():
-        if kind == "flag" and name not in given:
-            options[name] = None
-    path = options.pop("config", None)
-    if path is None:
-        return options, None
-    from .configfile import merge, read
-
-    return merge(options, given, read(path, kinds))
+    mode: Optional[str] = None
+    as_json = False
+    options: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg in CLIENT_MODES:
+            if mode is not None:
+                return None
+            mode = CLIENT_MODES[arg]
+            continue
+        if arg == "--json" and not as_json:
+            as_json = True
+            continue
+        name, eq, value = arg.partition("=")
+        if name not in CLIENT_VALUES or CLIENT_VALUES[name] in options:
+            return None
+        if not eq:
+            if i == len(args):
+                return None
+            value = args[i]
+            i += 1
+        if value.startswith("-"):
+            return None
+        options[CLIENT_VALUES[name]] = value
+    if mode is None or (as_json and mode != "status"):
+        return None
+    return mode, options, as_json
 
 
-def option_kinds() -> dict[str, str]:
-    """The options a --config file may set: name -> ``list``, ``flag`` or ``value``."""
-    kinds = {}
-    for param in command.params:
-        if (
-            isinstance(param, click.Option)
-            and param.expose_value
-            and param.name not in (None, "mode", "as_json", "config")  # no settings
-        ):
-            kinds[str(param.name)] = (
-                "list" if param.multiple else "flag" if param.is_flag else "value"
-            )
-    return kinds
-
-
-def _dispatch(mode: Optional[str], config: Any, as_json: bool) -> int:
-    from . import control
-    from .daemonize import LogError
-    from .files import FileError
-    from .sockets import BindError
-
-    try:
-        if mode == "restart":
-            return control.restart(config)
-        if mode == "stop":
-            return control.stop(config)
-        if mode == "status":
-            return control.status(config, as_json)
-        from .loop import serve
-
-        return serve(config, os.environ)
-    except (BindError, FileError, LogError, control.ControlError) as exc:
-        _fail(str(exc), 1)
-    return 1  # pragma: no cover - _fail exits
-
-
-def _fail(message: str, code: int) -> None:
+def fail(message: str, code: int) -> NoReturn:
     sys.stderr.write(f"start_server: {message}\n")
     sys.stderr.flush()
     sys.exit(code)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point; click's own usage errors also become one line and exit 2."""
+def dispatch(mode: str, config: Union[Config, ClientOptions], as_json: bool) -> int:
+    """Run the starter (``mode`` ``run``) or a client command; errors of the
+    system (not of the input) are one line and exit 1."""
+    from . import control
+    from .files import FileError
+
     try:
-        command.main(args=argv, prog_name="start_server", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.NoSuchOption as exc:
-        # The culprit first, as in every other error line.
-        close = sorted(exc.possibilities or ())
-        hint = f"did you mean {' or '.join(close)}?" if close else "see --help"
-        _fail(f"{exc.option_name}: no such option ({hint})", 2)
-    except click.UsageError as exc:
-        _fail(exc.format_message(), 2)
-    except click.Abort:
-        _fail("aborted", 1)
-    sys.exit(0)
+        if isinstance(config, control.ClientOptions):
+            if mode == "restart":
+                return control.restart(config)
+            if mode == "stop":
+                return control.stop(config)
+            return control.status(config, as_json)
+        return _serve(config)
+    except (FileError, control.ControlError) as exc:
+        fail(str(exc), 1)
+
+
+def _serve(config: Config) -> int:
+    from .daemonize import LogError
+    from .loop import serve
+    from .sockets import BindError
+
+    try:
+        return serve(config, os.environ)
+    except (BindError, LogError) as exc:
+        fail(str(exc), 1)
+
+
+def main(argv: Optional[list[str]] = None) -> NoReturn:
+    args = sys.argv[1:] if argv is None else list(argv)
+    quick = client_args(args)
+    if quick is None:
+        from .options import parse
+
+        sys.exit(dispatch(*parse(args)))
+    from .control import client_options
+    from .values import ConfigError
+
+    mode, options, as_json = quick
+    try:
+        config = client_options(options, mode)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    sys.exit(dispatch(mode, config, as_json))

@@ -19,22 +19,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .core import Policy
+from .policy import Policy
 from .spec import (
     PathSpec,
     PortSpec,
-    SpecError,
     check_fd_collisions,
     parse_count,
     parse_port,
-    parse_seconds,
     parse_signal,
     parse_size,
 )
-
-
-class ConfigError(Exception):
-    """Bad input: one line naming the option and the value; exit status 2."""
+from .values import ConfigError, SpecError, option_value, seconds_value
 
 
 @dataclass(frozen=True)
@@ -52,24 +47,6 @@ class Config:
     policy: Policy = field(default_factory=Policy)
     timeout: float = 60.0  # --restart / --stop deadline
     listen_fds: bool = False  # --listen-fds: also systemd's LISTEN_FDS protocol to children
-
-
-def _opt(options: Mapping[str, Any], name: str) -> Any:
-    value = options.get(name)
-    return None if value is None or value == () else value
-
-
-def _seconds(name: str, raw: Any, default: float, *, allow_zero: bool = True) -> float:
-    """``raw`` of option (or variable) ``name`` as seconds; ``default`` when absent.
-
-    An empty value is an error, not the default.
-    """
-    if raw is None:
-        return default
-    try:
-        return parse_seconds(raw, allow_zero=allow_zero)
-    except SpecError as exc:
-        raise ConfigError(f"{name}={raw}: {exc}") from None
 
 
 def _check_parent(option: str, value: str) -> None:
@@ -109,23 +86,15 @@ def check_command(
         raise ConfigError(f"command {prog!r}: not found in PATH")
 
 
-def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str = "run") -> Config:
-    """Validate raw option values (strings, lists, flags) into a Config.
+def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
+    """Validate raw option values (strings, lists, flags) into the starter's Config.
 
-    ``mode`` is ``run``, ``restart``, ``stop`` or ``status``: client modes
-    check only what they need.
+    The client commands (``--restart`` ...) take theirs from
+    ``control.client_options`` instead: they check only what they need.
     """
-    pid_file = _opt(options, "pid_file")
-    status_file = _opt(options, "status_file")
-    timeout = _seconds("--timeout", _opt(options, "timeout"), 60, allow_zero=False)
-    if mode == "restart" and not (pid_file and status_file):
-        raise ConfigError("--restart: requires --pid-file and --status-file")
-    if mode == "stop" and not pid_file:
-        raise ConfigError("--stop: requires --pid-file")
-    if mode == "status" and not (pid_file and status_file):
-        raise ConfigError("--status: requires --pid-file and --status-file")
-    if mode != "run":
-        return Config(pid_file=pid_file, status_file=status_file, timeout=timeout)
+    pid_file = option_value(options, "pid_file")
+    status_file = option_value(options, "status_file")
+    timeout = seconds_value("--timeout", option_value(options, "timeout"), 60, allow_zero=False)
 
     command = tuple(options.get("command") or ())
     if not command:
@@ -162,22 +131,22 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
             raise ConfigError(f"--path={path}: exists and is not a socket; refusing to replace it")
         paths.append(PathSpec(path))
 
-    directory = _opt(options, "dir")
+    directory = option_value(options, "dir")
     if directory is not None and not os.path.isdir(directory):
         raise ConfigError(f"--dir={directory}: not a directory")
 
     signals = {}
     for name in ("signal_on_hup", "signal_on_term"):
-        raw = _opt(options, name)
+        raw = option_value(options, name)
         raw = "TERM" if raw is None else raw
         try:
             signals[name] = parse_signal(str(raw))
         except SpecError as exc:
             raise ConfigError(f"--{name.replace('_', '-')}={raw}: {exc}") from None
 
-    interval = _seconds("--interval", _opt(options, "interval"), 1)
+    interval = seconds_value("--interval", option_value(options, "interval"), 1)
 
-    envdir_raw = _opt(options, "envdir")
+    envdir_raw = option_value(options, "envdir")
     envdir_src = "--envdir"
     if envdir_raw is None and environ.get("ENVDIR"):
         envdir_raw, envdir_src = environ["ENVDIR"], "ENVDIR"
@@ -189,45 +158,48 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str], *, mode: str =
         auto_restart = _truthy(environ.get("ENABLE_AUTO_RESTART", ""))
     else:
         auto_restart = bool(ear_flag)
-    ari_raw = _opt(options, "auto_restart_interval")
+    ari_raw = option_value(options, "auto_restart_interval")
     ari_name = "--auto-restart-interval"
     if ari_raw is None and environ.get("AUTO_RESTART_INTERVAL"):
         ari_raw, ari_name = environ["AUTO_RESTART_INTERVAL"], "AUTO_RESTART_INTERVAL"
-    auto_restart_interval = _seconds(ari_name, ari_raw, 360, allow_zero=False)
-    kod_raw = _opt(options, "kill_old_delay")
+    auto_restart_interval = seconds_value(ari_name, ari_raw, 360, allow_zero=False)
+    kod_raw = option_value(options, "kill_old_delay")
     kod_name = "--kill-old-delay"
     if kod_raw is None and environ.get("KILL_OLD_DELAY") not in (None, ""):
         kod_raw, kod_name = environ["KILL_OLD_DELAY"], "KILL_OLD_DELAY"
-    kill_old_delay = None if kod_raw is None else _seconds(kod_name, kod_raw, 0)
+    kill_old_delay = None if kod_raw is None else seconds_value(kod_name, kod_raw, 0)
 
-    backlog_raw = _opt(options, "backlog")
+    backlog_raw = option_value(options, "backlog")
     try:
         backlog = socket.SOMAXCONN if backlog_raw is None else parse_count(backlog_raw, minimum=1)
     except SpecError as exc:
         raise ConfigError(f"--backlog={backlog_raw}: {exc}") from None
 
-    ready_timeout = _seconds(
-        "--ready-timeout", _opt(options, "ready_timeout"), 60, allow_zero=False
+    ready_timeout = seconds_value(
+        "--ready-timeout", option_value(options, "ready_timeout"), 60, allow_zero=False
     )
-    st_raw = _opt(options, "stop_timeout")
-    stop_timeout = None if st_raw is None else _seconds("--stop-timeout", st_raw, 0)
-    backoff_max = _seconds("--backoff-max", _opt(options, "backoff_max"), 30)
-    workers_raw = _opt(options, "workers")
+    st_raw = option_value(options, "stop_timeout")
+    stop_timeout = None if st_raw is None else seconds_value("--stop-timeout", st_raw, 0)
+    backoff_max = seconds_value("--backoff-max", option_value(options, "backoff_max"), 30)
+    workers_raw = option_value(options, "workers")
     try:
         workers = 1 if workers_raw is None else parse_count(workers_raw, minimum=1)
     except SpecError as exc:
         raise ConfigError(f"--workers={workers_raw}: {exc}") from None
-    jitter = _seconds("--auto-restart-jitter", _opt(options, "auto_restart_jitter"), 0)
-    mem_raw = _opt(options, "max_memory")
+    jitter = seconds_value("--auto-restart-jitter", option_value(options, "auto_restart_jitter"), 0)
+    mem_raw = option_value(options, "max_memory")
     try:
         max_memory = None if mem_raw is None else parse_size(mem_raw)
     except SpecError as exc:
         raise ConfigError(f"--max-memory={mem_raw}: {exc}") from None
-    memory_check_interval = _seconds(
-        "--memory-check-interval", _opt(options, "memory_check_interval"), 5, allow_zero=False
+    memory_check_interval = seconds_value(
+        "--memory-check-interval",
+        option_value(options, "memory_check_interval"),
+        5,
+        allow_zero=False,
     )
 
-    log_file = _opt(options, "log_file")
+    log_file = option_value(options, "log_file")
     daemonize = bool(options.get("daemonize"))
     if daemonize and not log_file:
         raise ConfigError("--daemonize: requires --log-file")

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .config import ConfigError
+from .values import ConfigError
 
 if TYPE_CHECKING:
     import yaml

@@ -17,20 +17,50 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Optional
 
-from .config import Config
 from .files import FileError, json_path, parse_pid, parse_status, read_json, read_pid
+from .values import ConfigError, option_value, seconds_value
 
-_IN_MODIFY = 0x002
+TYPE_CHECKING = False  # typing costs the client milliseconds at every deploy
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Optional
+
 _IN_CLOSE_WRITE = 0x008
 _IN_MOVED_TO = 0x080
-_IN_CREATE = 0x100
 _IN_DELETE = 0x200
 
 
 class ControlError(Exception):
     """The client command failed; the message is its one line."""
+
+
+class ClientOptions:
+    """What a client command needs: the running starter's files and a deadline."""
+
+    __slots__ = ("pid_file", "status_file", "timeout")
+
+    def __init__(self, pid_file: Optional[str], status_file: Optional[str], timeout: float) -> None:
+        self.pid_file = pid_file
+        self.status_file = status_file
+        self.timeout = timeout
+
+
+def client_options(options: Mapping[str, Any], mode: str) -> ClientOptions:
+    """``--restart``, ``--stop`` or ``--status`` (``mode``): check only what it needs.
+
+    The starter's other options may be given too (a deploy script may reuse
+    the whole command line); they are not looked at.
+    """
+    pid_file = option_value(options, "pid_file")
+    status_file = option_value(options, "status_file")
+    timeout = seconds_value("--timeout", option_value(options, "timeout"), 60, allow_zero=False)
+    if mode == "stop":
+        if not pid_file:
+            raise ConfigError("--stop: requires --pid-file")
+    elif not (pid_file and status_file):
+        raise ConfigError(f"--{mode}: requires --pid-file and --status-file")
+    return ClientOptions(pid_file, status_file, timeout)
 
 
 class _DirWatch:
@@ -47,17 +77,21 @@ class _DirWatch:
             return
         if fd < 0:
             return
-        mask = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
+        # A status file is replaced by rename (ours and the original), written in
+        # place and closed, or removed; a log file appended to in the same
+        # directory (IN_MODIFY) must not wake us on every line.
+        mask = _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_DELETE
         if libc.inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
             os.close(fd)
             return
         self.fd = fd
 
     def drain(self) -> None:
+        """Consume what woke us: one read (a directory busy with other files
+        must not keep us reading past our deadline)."""
         if self.fd is not None:
             with contextlib.suppress(BlockingIOError):
-                while os.read(self.fd, 65536):
-                    pass
+                os.read(self.fd, 65536)
 
     def close(self) -> None:
         if self.fd is not None:
@@ -125,7 +159,7 @@ def _generations(status_file: str) -> list[tuple[int, int]]:
         raise ControlError(f"--status-file={status_file}: cannot read: {exc.strerror}") from None
 
 
-def restart(config: Config) -> int:
+def restart(config: ClientOptions) -> int:
     """HUP the starter; 0 once only generations newer than the old ones are listed."""
     assert config.pid_file and config.status_file
     pid = _starter_pid(config.pid_file)
@@ -180,7 +214,7 @@ def restart(config: Config) -> int:
             os.close(pidfd)
 
 
-def stop(config: Config) -> int:
+def stop(config: ClientOptions) -> int:
     """TERM the starter; 0 once it released its pid-file lock (it has exited)."""
     assert config.pid_file
     try:
@@ -218,7 +252,7 @@ def _age(seconds: Optional[float]) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def status(config: Config, as_json: bool) -> int:
+def status(config: ClientOptions, as_json: bool) -> int:
     """Print what the running starter publishes: a table, or JSON."""
     assert config.pid_file and config.status_file
     pid = _starter_pid(config.pid_file)
@@ -259,4 +293,12 @@ def status(config: Config, as_json: bool) -> int:
     return 0
 
 
-__all__ = ["ControlError", "FileError", "restart", "status", "stop"]
+__all__ = [
+    "ClientOptions",
+    "ControlError",
+    "FileError",
+    "client_options",
+    "restart",
+    "status",
+    "stop",
+]

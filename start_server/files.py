@@ -14,7 +14,10 @@ import fcntl
 import json
 import os
 import re
-from typing import Any, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 
 class FileError(Exception):

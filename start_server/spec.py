@@ -1,4 +1,4 @@
-"""Pure parsing: the ``--port`` grammar, signal names, numbers; the env string.
+"""Pure parsing: the ``--port`` grammar, signal names, counts, sizes; the env string.
 
 Nothing here touches the OS (host names are resolved when binding), so every
 rule is a fast unit test.
@@ -7,16 +7,12 @@ rule is a fast unit test.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 import signal
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-
-class SpecError(ValueError):
-    """A value that does not fit its grammar; the message names the value."""
-
+from .values import SpecError
 
 # The original's two regexes, kept as loose on white space as it is.
 _PLAIN = re.compile(r"^\s*(u?)(\d+)(?:\s*=\s*(\d+))?\s*$")
@@ -159,21 +155,6 @@ def signal_name(sig: int) -> str:
         return signal.Signals(sig).name[3:]
     except ValueError:
         return str(sig)
-
-
-def parse_seconds(raw: Union[str, float, int], *, allow_zero: bool = True) -> float:
-    """A non-negative number of seconds; fractions allowed (``0.2``)."""
-    if isinstance(raw, bool):
-        raise SpecError(f"not a number of seconds: {raw!r}")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise SpecError(f"not a number of seconds: {raw!r}") from None
-    if not math.isfinite(value):
-        raise SpecError(f"not a finite number of seconds: {raw!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise SpecError(f"must be {'>= 0' if allow_zero else '> 0'}, got {raw!r}")
-    return value
 
 
 def parse_count(raw: Union[str, int], *, minimum: int = 0) -> int:

@@ -188,6 +188,42 @@ def test_restart_fails_when_the_starter_dies(run: Harness) -> None:
     assert re.search(r"exited before the restart completed|failed to start", client.output)
 
 
+def _switches(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        return sum(int(line.split()[1]) for line in fh if "ctxt_switches" in line)
+
+
+def test_restart_client_sleeps_through_a_busy_directory(run: Harness) -> None:
+    """A log file written next to the status file must not wake the waiting
+    client on every line (it watches renames and closes, not writes)."""
+    port = free_port()
+    status, pid_file = run.tmp / "status", run.tmp / "pid"
+    env = _envdir(run, APP_EXTRA="--notify")
+    s = run.start(
+        f"--port=127.0.0.1:{port}", f"--status-file={status}", f"--pid-file={pid_file}",
+        f"--envdir={env}", "--wait-ready", "--", PY, APP,
+    )
+    s.wait_line(r"gen=1 .*is now running")
+    (env / "APP_EXTRA").write_text("--notify --notify-delay 3\n")
+    client = run.start("--restart", f"--pid-file={pid_file}", f"--status-file={status}")
+    s.wait_line(r"gen=2 .*starting new worker")
+    wait_until(lambda: _switches(client.pid) > 0, what="the client to run")
+    before = _switches(client.pid)
+    writes = 0
+    with open(run.tmp / "busy.log", "a") as log:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.0:  # the workload under test, not a settle delay
+            log.write("a line of somebody else's log\n")
+            log.flush()
+            writes += 1
+    woken = _switches(client.pid) - before
+    assert "restarted" not in client.output  # still waiting for generation 2 all along
+    assert writes > 1000, writes
+    assert woken < 20, f"the client woke {woken} times for {writes} writes beside it"
+    assert client.wait(timeout=15) == 0, client.output
+    assert "restarted: generation 2" in client.output
+
+
 class _NotifyCatcher:
     """A NOTIFY_SOCKET of the test's own, as systemd would give the starter."""
 

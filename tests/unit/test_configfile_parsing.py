@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from start_server.cli import option_kinds
-from start_server.config import ConfigError, build
+from start_server.config import build
 from start_server.configfile import REFUSED, FileConfig, Setting, merge, read
+from start_server.options import option_kinds
+from start_server.values import ConfigError
 
 KINDS = option_kinds()
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "start_server.yaml"

@@ -11,16 +11,15 @@ import pytest
 from start_server.spec import (
     PathSpec,
     PortSpec,
-    SpecError,
     check_fd_collisions,
     parse_count,
     parse_port,
-    parse_seconds,
     parse_signal,
     parse_size,
     port_env,
     signal_name,
 )
+from start_server.values import SpecError, parse_seconds
 
 # ---- the port grammar ----------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from start_server.config import ConfigError, build
+from start_server.config import build
 from start_server.sockets import (
     BindError,
     Bound,
@@ -27,6 +27,7 @@ from start_server.sockets import (
     listen_env,
 )
 from start_server.spec import PathSpec, PortSpec, parse_port
+from start_server.values import ConfigError
 
 OURS = str(os.getpid())
 

@@ -1,0 +1,42 @@
+"""The timing and signal rules of a starter, shared by the option parser and the core.
+
+Its own module so that the clients (``--restart``, ``--stop``, ``--status``),
+which build a configuration but never supervise, do not import the core.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The timing and signal rules; ``kill_old_delay=None`` means the original's default."""
+
+    interval: float = 1.0
+    signal_on_hup: int = signal.SIGTERM
+    signal_on_term: int = signal.SIGTERM
+    kill_old_delay: Optional[float] = None
+    auto_restart: bool = False
+    auto_restart_interval: float = 360.0
+    wait_ready: bool = False
+    ready_timeout: float = 60.0
+    stop_timeout: Optional[float] = None
+    backoff_max: float = 30.0
+    workers: int = 1
+    auto_restart_jitter: float = 0.0
+    max_memory: Optional[int] = None  # bytes, per generation (per worker with workers > 1)
+    memory_check_interval: float = 5.0
+
+    @property
+    def effective_kill_old_delay(self) -> float:
+        if self.kill_old_delay is not None:
+            return self.kill_old_delay
+        return 5.0 if self.auto_restart else 0.0
+
+    @property
+    def not_ready_grace(self) -> float:
+        """How long a worker stopped for not being ready gets before SIGKILL."""
+        return self.stop_timeout if self.stop_timeout is not None else 10.0

@@ -91,6 +91,16 @@ def dispatch(mode: str, config: Union[Config, ClientOptions], as_json: bool) -> 
         fail(str(exc), 1)
 
 
+def _rebuild(options: dict[str, Any]) -> Config:
+    from .config import build
+    from .values import ConfigError
+
+    try:
+        return build(options, os.environ)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
 def _serve(config: Config) -> int:
     from .daemonize import LogError
     from .loop import serve
@@ -104,11 +114,21 @@ def _serve(config: Config) -> int:
 
 def main(argv: Optional[list[str]] = None) -> NoReturn:
     args = sys.argv[1:] if argv is None else list(argv)
+    from .reexec import take_options
+
+    handed = take_options()
+    if handed is not None:  # the lean re-exec of a starter whose options were read
+        sys.exit(dispatch("run", _rebuild(handed), False))
     quick = client_args(args)
     if quick is None:
         from .options import parse
 
-        sys.exit(dispatch(*parse(args)))
+        mode, config, as_json, options = parse(args)
+        if mode == "run" and argv is None:
+            from .reexec import exec_lean
+
+            exec_lean(args, options)  # returns only if it cannot
+        sys.exit(dispatch(mode, config, as_json))
     from .control import client_options
     from .values import ConfigError
 

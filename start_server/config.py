@@ -12,12 +12,10 @@ validation error names the option and the value.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
 
 from .policy import Policy
 from .spec import (
@@ -30,6 +28,10 @@ from .spec import (
     parse_size,
 )
 from .values import ConfigError, SpecError, option_value, seconds_value
+
+TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,16 @@ def _truthy(raw: str) -> bool:
     return raw.strip() not in ("", "0")
 
 
+def _which(prog: str, path: str) -> Optional[str]:
+    """``shutil.which`` for a bare name: shutil would load bz2, lzma and more into
+    the starter, a process that runs for months, for this one lookup."""
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory, prog)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
+
+
 def check_command(
     command: tuple[str, ...], directory: Optional[str], env: Mapping[str, str]
 ) -> None:
@@ -81,8 +93,7 @@ def check_command(
         if os.path.isdir(path) or not os.access(path, os.X_OK):
             raise ConfigError(f"command {prog!r}: not an executable file")
         return
-    found = shutil.which(prog, path=env.get("PATH", os.defpath))
-    if found is None:
+    if _which(prog, env.get("PATH", os.defpath)) is None:
         raise ConfigError(f"command {prog!r}: not found in PATH")
 
 

@@ -19,10 +19,13 @@ from __future__ import annotations
 import enum
 import signal
 from dataclasses import dataclass, field, replace
-from typing import Optional, Union
 
 from .policy import Policy
 from .spec import signal_name
+
+TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
+if TYPE_CHECKING:
+    from typing import Optional, Union
 
 __all__ = ["Policy"]  # re-exported: the core is where the rules are read
 
@@ -155,7 +158,8 @@ class Tick:
     """Time passed: perform whatever is due."""
 
 
-Event = Union[Start, Spawned, SpawnFailed, Exited, Signalled, Notified, Measured, Adopted, Tick]
+if TYPE_CHECKING:
+    Event = Union[Start, Spawned, SpawnFailed, Exited, Signalled, Notified, Measured, Adopted, Tick]
 
 
 # ---- actions --------------------------------------------------------------
@@ -221,7 +225,8 @@ class Exit:
     code: int
 
 
-Action = Union[Spawn, Kill, Measure, Log, Publish, NotifyUpstream, Exit]
+if TYPE_CHECKING:
+    Action = Union[Spawn, Kill, Measure, Log, Publish, NotifyUpstream, Exit]
 
 
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})

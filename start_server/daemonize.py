@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-from typing import Optional
+
+TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 class LogError(Exception):

@@ -14,10 +14,13 @@ import signal
 import socket
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional, Union
 
 from .core import GenView, Publish, State
 from .spec import signal_name
+
+TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
+if TYPE_CHECKING:
+    from typing import Any, Optional, Union
 
 # Signals the starter handles; a child gets them back at their defaults.
 HANDLED_SIGNALS = (

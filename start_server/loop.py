@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import selectors
 import signal
 import socket
 import struct
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any, Optional
 
 from . import effects
 from .config import Config
 from .core import (
-    Action,
     Adopted,
-    Event,
     Exit,
     Exited,
     Kill,
@@ -57,6 +53,12 @@ from .sockets import (
     ordered,
 )
 
+TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+    from .core import Action, Event
+
 WAKE_SIGNALS = (
     signal.SIGHUP,
     signal.SIGTERM,
@@ -68,6 +70,12 @@ WAKE_SIGNALS = (
 
 # Envdir variables that tune the starter itself, as in the original.
 POLICY_VARS = ("KILL_OLD_DELAY", "ENABLE_AUTO_RESTART", "AUTO_RESTART_INTERVAL")
+
+
+def _uniform() -> float:
+    """A random float in [0, 1) for jitter: os.urandom rather than the random
+    module, which the starter would load (and keep) for this alone."""
+    return int.from_bytes(os.urandom(7), "big") / (1 << 56)
 
 
 def _noop(signum: int, frame: Any) -> None:
@@ -82,6 +90,8 @@ def wakeup_signals(signums: tuple[int, ...]) -> Iterator[socket.socket]:
     write_sock.setblocking(False)
     old_handlers = {s: signal.signal(s, _noop) for s in signums}
     old_fd = signal.set_wakeup_fd(write_sock.fileno(), warn_on_full_buffer=False)
+    # Blocked across the lean re-exec (reexec.py); pending ones arrive now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)
     try:
         yield read_sock
     finally:
@@ -269,7 +279,7 @@ class Starter:
         except (effects.SpawnError, OSError) as exc:
             event = SpawnFailed(number, str(exc), slot)
         else:
-            event = Spawned(number, pid, overrides, slot, random.random())
+            event = Spawned(number, pid, overrides, slot, _uniform())
         self._feed(event)
 
     def _notify_address(self, number: int) -> str:

@@ -156,7 +156,7 @@ CONTEXT = {
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(
     mode: Optional[str], as_json: bool, **options: Any
-) -> tuple[str, Union[Config, ClientOptions], bool]:
+) -> tuple[str, Union[Config, ClientOptions], bool, dict[str, Any]]:
     """A superdaemon for hot-deploying server programs.
 
     start_server [options] -- server-prog server-arg1 ...
@@ -171,7 +171,7 @@ def command(
         config = client_options(options, mode) if mode else build(options, os.environ)
     except ConfigError as exc:
         fail(str(exc) if source is None else source.explain(str(exc)), 2)
-    return mode or "run", config, as_json
+    return mode or "run", config, as_json, options
 
 
 def _with_config_file(options: dict[str, Any]) -> tuple[dict[str, Any], Optional[FileConfig]]:
@@ -214,9 +214,10 @@ def option_kinds() -> dict[str, str]:
     return kinds
 
 
-def parse(args: list[str]) -> tuple[str, Union[Config, ClientOptions], bool]:
-    """The mode (``run``, ``restart``, ``stop``, ``status``), the Config and
-    ``--json``; usage errors, ``--help`` and ``--version`` exit here."""
+def parse(args: list[str]) -> tuple[str, Union[Config, ClientOptions], bool, dict[str, Any]]:
+    """The mode (``run``, ``restart``, ``stop``, ``status``), the Config,
+    ``--json`` and the raw options it was built from (``--config`` merged in);
+    usage errors, ``--help`` and ``--version`` exit here."""
     try:
         result = command.main(args=args, prog_name="start_server", standalone_mode=False)
     except click.exceptions.Exit as exc:

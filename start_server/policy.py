@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
-from typing import Optional
+
+TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,12 @@ import socket
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Optional, Union
 
 from .spec import PathSpec, PortSpec, port_env
+
+TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
+if TYPE_CHECKING:
+    from typing import Optional, Union
 
 
 class BindError(Exception):
@@ -54,6 +57,9 @@ def _resolve(spec: PortSpec) -> str:
     """The address to bind: IPv4 only for host names, as the original (gethostbyname)."""
     if spec.ipv6:
         return spec.bind_host
+    with contextlib.suppress(ValueError):
+        # An address needs no lookup (and a str lookup loads the IDNA codec).
+        return str(ipaddress.IPv4Address(spec.bind_host))
     try:
         return socket.gethostbyname(spec.bind_host)
     except OSError as exc:

@@ -10,9 +10,12 @@ import ipaddress
 import re
 import signal
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 from .values import SpecError
+
+TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
+if TYPE_CHECKING:
+    from typing import Optional, Union
 
 # The original's two regexes, kept as loose on white space as it is.
 _PLAIN = re.compile(r"^\s*(u?)(\d+)(?:\s*=\s*(\d+))?\s*$")
@@ -57,7 +60,8 @@ class PathSpec:
         return self.path
 
 
-Spec = Union[PortSpec, PathSpec]
+if TYPE_CHECKING:
+    Spec = Union[PortSpec, PathSpec]
 
 
 def _port_number(text: str, raw: str) -> int:

@@ -244,9 +244,11 @@ class Harness:
         cwd: Optional[str] = None,
         perl: bool = False,
         stdin: Optional[int] = subprocess.DEVNULL,
+        argv0: Optional[list[str]] = None,
     ) -> Proc:
-        """Start a starter (ours, or Perl's with ``perl=True``) with these arguments."""
-        argv = [PERL_START_SERVER] if perl else [PY, "-m", "start_server"]
+        """Start a starter (ours, or Perl's with ``perl=True``) with these arguments;
+        ``argv0`` replaces the command that runs ours (``python -m start_server``)."""
+        argv = [PERL_START_SERVER] if perl else argv0 or [PY, "-m", "start_server"]
         proc = Proc(argv + list(args), env=self.env(env), cwd=cwd or str(self.tmp), stdin=stdin)
         self.procs.append(proc)
         return proc

@@ -44,7 +44,7 @@ def test_plain_client_lines_read_as_click_reads_them(argv: list[str]) -> None:
     quick = client_args(argv)
     assert quick is not None
     mode, options, as_json = quick
-    click_mode, click_config, click_json = parse(list(argv))
+    click_mode, click_config, click_json, _options = parse(list(argv))
     assert (mode, as_json) == (click_mode, click_json)
     assert fields(client_options(options, mode)) == fields(click_config)
 
@@ -100,5 +100,6 @@ def test_a_plain_client_call_does_not_import_click_or_the_core() -> None:
         "start_server.cli",
         "start_server.control",
         "start_server.files",
+        "start_server.reexec",
         "start_server.values",
     ]

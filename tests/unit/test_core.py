@@ -8,13 +8,11 @@ from __future__ import annotations
 import os
 import re
 import signal
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import pytest
 
 from start_server.core import (
-    Action,
-    Event,
     Exit,
     Exited,
     GenView,
@@ -34,6 +32,9 @@ from start_server.core import (
     Tick,
 )
 from start_server.effects import describe, format_line, status_entries
+
+if TYPE_CHECKING:
+    from start_server.core import Action, Event
 
 TERM = signal.SIGTERM
 KILL = signal.SIGKILL

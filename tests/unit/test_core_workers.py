@@ -7,9 +7,9 @@ replacement in the same slot gets ``+ 10`` per replacement.
 from __future__ import annotations
 
 import signal
+from typing import TYPE_CHECKING
 
 from start_server.core import (
-    Action,
     Adopted,
     Exited,
     Kill,
@@ -29,7 +29,11 @@ from start_server.core import (
 )
 from start_server.effects import status_entries
 
+if TYPE_CHECKING:
+    from start_server.core import Action
+
 MIB = 1048576
+
 TERM = signal.SIGTERM
 KILL = signal.SIGKILL
 

@@ -1,0 +1,100 @@
+"""The starter re-executes itself lean once its options are read (reexec.py).
+
+Seen from outside: the same pid, the same command line with ``-S`` added, no
+PyYAML extension mapped after a ``--config`` start, the server program's
+environment exactly the caller's (PYTHONPATH included), and no signal left
+blocked. Where it cannot re-run itself (``python -I``) it serves in place.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Optional
+
+import pytest
+from support import APP, PY, Harness, free_port, gen_of, http_get, read_status, wait_until
+
+from start_server.loop import WAKE_SIGNALS
+
+
+def _cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    return dict(e.split("=", 1) for e in raw.split("\0") if "=" in e)
+
+
+def _blocked(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16)
+    raise AssertionError("no SigBlk line")
+
+
+def _worker(status: Path, gen: int = 1) -> int:
+    wait_until(lambda: [g for g, _ in read_status(status)] == [gen], what=f"generation {gen}")
+    return read_status(status)[0][1]
+
+
+@pytest.mark.parametrize("pythonpath", [None, "/nonexistent/ours-is-not-theirs"])
+def test_the_running_starter_is_the_same_process_re_executed_lean(
+    run: Harness, pythonpath: Optional[str]
+) -> None:
+    port = free_port()
+    pid_file, status = run.tmp / "pid", run.tmp / "status"
+    args = [
+        f"--port=127.0.0.1:{port}", f"--pid-file={pid_file}", f"--status-file={status}",
+        "--interval=0.1", "--", PY, APP,
+    ]
+    env = {"PYTHONPATH": pythonpath} if pythonpath else None
+    s = run.start(*args, env=env)
+    worker = _worker(status)
+    assert int(pid_file.read_text()) == s.pid  # exec keeps the pid
+    assert _cmdline(s.pid) == [PY, "-S", "-m", "start_server", *args]
+    # Nothing of the hand-over reaches the server program.
+    seen = _environ(worker)
+    assert "START_SERVER_LEAN" not in seen
+    assert seen.get("PYTHONPATH") == pythonpath
+    # Held across the exec, then unblocked by the loop; the worker gets an empty mask.
+    assert _blocked(s.pid) & sum(1 << (sig - 1) for sig in WAKE_SIGNALS) == 0
+    assert _blocked(worker) == 0
+    s.signal(signal.SIGHUP)
+    wait_until(lambda: gen_of(http_get(port)) == 2, what="generation 2 to serve")
+    s.signal(signal.SIGTERM)
+    assert s.wait() == 0
+
+
+def test_a_config_file_start_drops_the_yaml_parser(run: Harness) -> None:
+    yaml = pytest.importorskip("yaml")
+    if not yaml.__with_libyaml__:
+        pytest.skip("PyYAML without its C extension: nothing mapped to look for")
+    port = free_port()
+    status = run.tmp / "status"
+    cfg = run.tmp / "s.yaml"
+    cfg.write_text(
+        f"port: 127.0.0.1:{port}\nstatus-file: {status}\ninterval: 0.1\n"
+        f"command: [{PY}, {APP}]\n"
+    )
+    s = run.start(f"--config={cfg}")
+    _worker(status)
+    maps = Path(f"/proc/{s.pid}/maps").read_text()
+    assert "_yaml" not in maps, "the running starter still holds PyYAML's extension"
+    assert _cmdline(s.pid)[1] == "-S"
+    assert gen_of(http_get(port)) == 1
+
+
+def test_where_it_cannot_re_execute_it_serves_in_place(run: Harness) -> None:
+    """``python -I`` ignores PYTHONPATH, which the lean process needs: no exec."""
+    port = free_port()
+    status = run.tmp / "status"
+    args = [f"--port=127.0.0.1:{port}", f"--status-file={status}", "--interval=0.1", "--", PY, APP]
+    s = run.start(*args, argv0=[PY, "-I", "-m", "start_server"])
+    _worker(status)
+    assert _cmdline(s.pid) == [PY, "-I", "-m", "start_server", *args]
+    s.signal(signal.SIGHUP)
+    wait_until(lambda: gen_of(http_get(port)) == 2, what="generation 2 to serve")
+    s.signal(signal.SIGTERM)
+    assert s.wait() == 0

@@ -114,9 +114,12 @@ def _serve(config: Config) -> int:
 
 def main(argv: Optional[list[str]] = None) -> NoReturn:
     args = sys.argv[1:] if argv is None else list(argv)
-    from .reexec import take_options
+    from .reexec import HandOverError, take_options
 
-    handed = take_options()
+    try:
+        handed = take_options()
+    except HandOverError as exc:
+        fail(str(exc), 2)
     if handed is not None:  # the lean re-exec of a starter whose options were read
         sys.exit(dispatch("run", _rebuild(handed), False))
     quick = client_args(args)

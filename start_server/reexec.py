@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 MARKER = "START_SERVER_LEAN"  # JSON: the options, and PYTHONPATH as it was before
 
 
+class HandOverError(Exception):
+    """``START_SERVER_LEAN`` is set but is not what ``exec_lean`` writes."""
+
+
 def lean_argv(args: list[str]) -> Optional[list[str]]:
     """The interpreter's own command line with ``-S`` added, or None when this
     process cannot be re-run that way (isolated mode ignores PYTHONPATH; an
@@ -73,11 +77,16 @@ def take_options() -> Optional[dict[str, Any]]:
     raw = os.environ.pop(MARKER, None)
     if raw is None:
         return None
-    handed = json.loads(raw)
-    before = handed.get("pythonpath")
+    try:
+        handed = json.loads(raw)
+        options: dict[str, Any] = handed["options"]
+        before = handed["pythonpath"]
+        if not isinstance(options, dict) or not isinstance(before, (str, type(None))):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise HandOverError(f"{MARKER}: not a hand-over from start_server") from None
     if before is None:
         os.environ.pop("PYTHONPATH", None)
     else:
         os.environ["PYTHONPATH"] = before
-    options: dict[str, Any] = handed["options"]
     return options

@@ -1830,7 +1830,7 @@ def reading(R: dict[str, Any]) -> list[str]:
         )
         text += (
             " Once its options are read (click, and PyYAML with --config), ours re-executes "
-            "itself as `python -S` with the same pid and command line, so the process that "
+            "itself under `python -S` with the same pid and arguments, so the process that "
             "stays holds neither the option parser nor the site machinery; its run-time "
             "modules avoid typing, shutil, random and the IDNA codec. The floor is the "
             f"interpreter: a bare `python -S -c` blocked on stdin holds "

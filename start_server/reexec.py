@@ -2,17 +2,19 @@
 
 Reading the options takes click (and, with ``--config``, PyYAML); supervising
 takes neither, yet a Python process cannot unload a module. So the starter,
-once the options are valid, execs the same command line again under
-``python -S`` with the options handed over in the environment: the same pid,
-the same argv for ps, and neither click, PyYAML nor the site machinery in
-the process that then runs for months (about 5 MB less resident memory).
-The options are checked again there (same files, same environment), so a
-config error still comes out as one line.
+once the options are valid, execs ``python -S start_server/starter.py`` with
+the same arguments and interpreter flags, and the options handed over in the
+environment: the same pid, and neither click, PyYAML nor the site machinery in
+the process that then runs for months (about 4 MB less resident memory). The
+lean process finds the standard library first, then this package and the
+directories the full process had (python-daemon for ``--daemonize`` is there),
+in that order. It checks the options again (same files, same environment), so
+a config error still comes out as one line.
 
 Signals: an exec resets handlers to their defaults, and a HUP or TERM in that
-window would kill the starter. They are blocked across the exec (the mask and
-pending signals survive it) and unblocked by the loop once its handlers are
-in place.
+window would kill the starter. The loop's signals are blocked across the exec
+(the mask and pending signals survive it) and unblocked by the loop once its
+handlers are in place.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, Optional
 
-MARKER = "START_SERVER_LEAN"  # JSON: the options, and PYTHONPATH as it was before
+MARKER = "START_SERVER_LEAN"  # JSON: the options, and the full process's import path
+STARTER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "starter.py")
 
 
 class HandOverError(Exception):
@@ -35,15 +38,27 @@ class HandOverError(Exception):
 
 
 def lean_argv(args: list[str]) -> Optional[list[str]]:
-    """The interpreter's own command line with ``-S`` added, or None when this
-    process cannot be re-run that way (isolated mode ignores PYTHONPATH; an
-    embedding caller's argv is not ours to re-run)."""
-    orig = list(getattr(sys, "orig_argv", ()))
-    if not orig or not sys.executable or sys.flags.isolated or sys.flags.ignore_environment:
+    """The command line of the lean process, or None where there is none to run
+    (no interpreter path, or the package is not a directory of files)."""
+    if not sys.executable or not os.path.isfile(STARTER):
         return None
-    if args and orig[-len(args) :] != args:
-        return None
-    return [sys.executable, "-S", *orig[1:]]
+    return [sys.executable, *interpreter_flags(getattr(sys, "orig_argv", [])), "-S", STARTER, *args]
+
+
+def interpreter_flags(orig_argv: list[str]) -> list[str]:
+    """The options given to the interpreter itself (``-I``, ``-X utf8``, ``-O`` ...),
+    up to the script or ``-m``/``-c``; ``-S`` and ``-i`` left out."""
+    flags: list[str] = []
+    rest = iter(orig_argv[1:])
+    for arg in rest:
+        if arg in ("-m", "-c", "-", "--") or not arg.startswith("-"):
+            break
+        if arg in ("-S", "-i"):
+            continue
+        flags.append(arg)
+        if arg in ("-X", "-W"):  # their value is the next argument
+            flags.append(next(rest, ""))
+    return flags
 
 
 def exec_lean(args: list[str], options: Mapping[str, Any]) -> None:
@@ -51,15 +66,8 @@ def exec_lean(args: list[str], options: Mapping[str, Any]) -> None:
     argv = lean_argv(args)
     if argv is None:
         return
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    before = os.environ.get("PYTHONPATH")
-    # Without site, the import path is the standard library plus PYTHONPATH:
-    # this package, and the directories the site machinery had added (python-
-    # daemon for --daemonize lives there).
-    paths = [package_parent, *(p for p in sys.path if p and "-packages" in p)]
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    env[MARKER] = json.dumps({"options": dict(options), "pythonpath": before})
+    env[MARKER] = json.dumps({"options": dict(options), "path": [p for p in sys.path if p]})
     from .loop import WAKE_SIGNALS  # what the loop handles, and unblocks
 
     signal.pthread_sigmask(signal.SIG_BLOCK, WAKE_SIGNALS)
@@ -72,21 +80,19 @@ def exec_lean(args: list[str], options: Mapping[str, Any]) -> None:
 
 
 def take_options() -> Optional[dict[str, Any]]:
-    """In the lean process: the options handed over, the environment restored
-    (the server program must not inherit our PYTHONPATH); None otherwise."""
+    """In the lean process: the options handed over (the marker is removed from
+    the environment, which the server program inherits); None otherwise."""
     raw = os.environ.pop(MARKER, None)
     if raw is None:
         return None
     try:
         handed = json.loads(raw)
-        options: dict[str, Any] = handed["options"]
-        before = handed["pythonpath"]
-        if not isinstance(options, dict) or not isinstance(before, (str, type(None))):
+        options = handed["options"]
+        path = handed["path"]
+        if not isinstance(options, dict) or not all(isinstance(p, str) for p in path):
             raise TypeError
     except (ValueError, KeyError, TypeError):
         raise HandOverError(f"{MARKER}: not a hand-over from start_server") from None
-    if before is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = before
-    return options
+    sys.path.extend(p for p in path if p not in sys.path)
+    result: dict[str, Any] = options
+    return result

@@ -300,10 +300,10 @@ ROWS = [
     Row("lean-hand-over-not-json", CMD, 2, "START_SERVER_LEAN:", "not a hand-over",
         env={"START_SERVER_LEAN": "garbage"}),
     Row("lean-hand-over-no-options", CMD, 2, "START_SERVER_LEAN:", "not a hand-over",
-        env={"START_SERVER_LEAN": '{{"pythonpath": null}}'}),
+        env={"START_SERVER_LEAN": '{{"path": []}}'}),
     Row("lean-hand-over-bad-option", (), 2, "--port=abc:", "invalid port spec",
         env={"START_SERVER_LEAN": '{{"options": {{"port": ["abc"], "command": ["{py}", "{app}"]}}, '
-             '"pythonpath": null}}'}),
+             '"path": []}}'}),
     Row("backlog-negative", ("--backlog=-1", *CMD), 2, "--backlog=-1:", ">= 1"),
     Row("backlog-zero", ("--backlog=0", *CMD), 2, "--backlog=0:", ">= 1"),
     Row("backlog-not-a-number", ("--backlog=many", *CMD), 2,

@@ -1,14 +1,15 @@
 """The starter re-executes itself lean once its options are read (reexec.py).
 
-Seen from outside: the same pid, the same command line with ``-S`` added, no
-PyYAML extension mapped after a ``--config`` start, the server program's
-environment exactly the caller's (PYTHONPATH included), and no signal left
-blocked. Where it cannot re-run itself (``python -I``) it serves in place.
+Seen from outside: the same pid, ``python -S .../start_server/starter.py`` with
+the same arguments and interpreter flags, no PyYAML extension mapped after a
+``--config`` start, the server program's environment exactly the caller's, no
+signal left blocked, and the standard library still first on the import path.
 """
 
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 from typing import Optional
 
@@ -16,6 +17,7 @@ import pytest
 from support import APP, PY, Harness, free_port, gen_of, http_get, read_status, wait_until
 
 from start_server.loop import WAKE_SIGNALS
+from start_server.reexec import STARTER
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -53,7 +55,7 @@ def test_the_running_starter_is_the_same_process_re_executed_lean(
     s = run.start(*args, env=env)
     worker = _worker(status)
     assert int(pid_file.read_text()) == s.pid  # exec keeps the pid
-    assert _cmdline(s.pid) == [PY, "-S", "-m", "start_server", *args]
+    assert _cmdline(s.pid) == [PY, "-S", STARTER, *args]
     # Nothing of the hand-over reaches the server program.
     seen = _environ(worker)
     assert "START_SERVER_LEAN" not in seen
@@ -86,15 +88,47 @@ def test_a_config_file_start_drops_the_yaml_parser(run: Harness) -> None:
     assert gen_of(http_get(port)) == 1
 
 
-def test_where_it_cannot_re_execute_it_serves_in_place(run: Harness) -> None:
-    """``python -I`` ignores PYTHONPATH, which the lean process needs: no exec."""
+def test_interpreter_flags_are_kept(run: Harness) -> None:
     port = free_port()
     status = run.tmp / "status"
     args = [f"--port=127.0.0.1:{port}", f"--status-file={status}", "--interval=0.1", "--", PY, APP]
-    s = run.start(*args, argv0=[PY, "-I", "-m", "start_server"])
+    s = run.start(*args, argv0=[PY, "-I", "-X", "utf8", "-m", "start_server"])
     _worker(status)
-    assert _cmdline(s.pid) == [PY, "-I", "-m", "start_server", *args]
+    assert _cmdline(s.pid) == [PY, "-I", "-X", "utf8", "-S", STARTER, *args]
     s.signal(signal.SIGHUP)
     wait_until(lambda: gen_of(http_get(port)) == 2, what="generation 2 to serve")
     s.signal(signal.SIGTERM)
     assert s.wait() == 0
+
+
+def test_the_standard_library_stays_ahead_of_site_packages(run: Harness) -> None:
+    """A module in site-packages named like a standard one (an old backport)
+    must not shadow it in the lean process any more than in the full one."""
+    venv = run.tmp / "venv"
+    subprocess.run([PY, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    vpy = str(venv / "bin" / "python")
+    site = subprocess.run(
+        [vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.strip()
+    # This venv sees the test environment's packages (ours, click) through a .pth.
+    import click
+
+    import start_server
+
+    ours = [str(Path(m.__file__).resolve().parent.parent) for m in (start_server, click)]
+    (Path(site) / "outer.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
+    (Path(site) / "selectors.py").write_text(
+        'raise ImportError("a site-packages selectors shadowed the standard one")\n'
+    )
+    port = free_port()
+    status = run.tmp / "status"
+    s = run.start(
+        f"--port=127.0.0.1:{port}", f"--status-file={status}", "--interval=0.1",
+        "--", PY, APP, argv0=[vpy, "-m", "start_server"],
+    )
+    _worker(status)
+    assert _cmdline(s.pid)[1:3] == ["-S", STARTER]
+    assert gen_of(http_get(port)) == 1
+    s.signal(signal.SIGTERM)
+    assert s.wait() == 0, s.output

@@ -103,3 +103,26 @@ def test_a_plain_client_call_does_not_import_click_or_the_core() -> None:
         "start_server.reexec",
         "start_server.values",
     ]
+
+
+@pytest.mark.parametrize(
+    ("orig_argv", "flags"),
+    [
+        (["py", "/venv/bin/start_server", "--port", "8080"], []),  # the console script
+        (["py", "-m", "start_server", "--port", "8080"], []),
+        (["py", "-I", "-X", "utf8", "-m", "start_server"], ["-I", "-X", "utf8"]),
+        (
+            ["py", "-OO", "-Wignore", "-W", "error", "s.py", "-I"],  # the script's own -I
+            ["-OO", "-Wignore", "-W", "error"],
+        ),
+        (["py", "-S", "-B", "s.py"], ["-B"]),  # -S is added by the re-exec itself
+        (["py", "-i", "s.py"], []),  # never an interactive prompt after the starter
+        (["py", "-c", "code", "-I"], []),
+    ],
+)
+def test_the_lean_re_exec_keeps_the_interpreter_flags(
+    orig_argv: list[str], flags: list[str]
+) -> None:
+    from start_server.reexec import interpreter_flags
+
+    assert interpreter_flags(orig_argv) == flags

@@ -60,9 +60,6 @@ class PathSpec:
         return self.path
 
 
-if TYPE_CHECKING:
-    Spec = Union[PortSpec, PathSpec]
-
 
 def _port_number(text: str, raw: str) -> int:
     port = int(text)

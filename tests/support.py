@@ -51,6 +51,29 @@ def wait_until(
         time.sleep(step)
 
 
+def has_ipv6_loopback() -> bool:
+    """This machine can bind ::1 (containers often cannot)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def wakeups(pid: int) -> int:
+    """Context switches of every thread of ``pid`` so far: each one is a wake-up."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/status") as fh:
+            for line in fh:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
+    return total
+
+
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, kind) as s:
@@ -252,6 +275,15 @@ class Harness:
         proc = Proc(argv + list(args), env=self.env(env), cwd=cwd or str(self.tmp), stdin=stdin)
         self.procs.append(proc)
         return proc
+
+    def envdir(self, **values: str) -> Path:
+        """The test's envdir (``--envdir``), one file per variable; written again
+        by a later call, as a deploy would change it."""
+        d = self.tmp / "env"
+        d.mkdir(exist_ok=True)
+        for k, v in values.items():
+            (d / k).write_text(v + "\n")
+        return d
 
     def run(self, *args: str, env: Optional[dict[str, str]] = None,
             timeout: float = 30.0, perl: bool = False) -> subprocess.CompletedProcess[str]:

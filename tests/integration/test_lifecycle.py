@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
 import pytest
-from support import APP, PY, Harness, free_port, gen_of, http_get, read_status, wait_until
+from support import (
+    APP,
+    PY,
+    Harness,
+    free_port,
+    gen_of,
+    http_get,
+    read_status,
+    wait_until,
+    wakeups,
+)
 
 
 def test_start_hup_term(run: Harness) -> None:
@@ -36,17 +45,6 @@ def test_start_hup_term(run: Harness) -> None:
     assert not pid_file.exists()
 
 
-def _switches(pid: int) -> int:
-    """Context switches of every thread of ``pid`` so far: each one is a wake-up."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/status") as fh:
-            for line in fh:
-                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                    total += int(line.split()[1])
-    return total
-
-
 def _asleep_in_epoll(pid: int) -> bool:
     with open(f"/proc/{pid}/wchan") as fh:
         wchan = fh.read()
@@ -55,9 +53,9 @@ def _asleep_in_epoll(pid: int) -> bool:
     # The kernel hides wchan here: sleeping, and no switch for a while, will do.
     with open(f"/proc/{pid}/stat") as fh:
         sleeping = fh.read().rsplit(")", 1)[1].split()[0] == "S"
-    before = _switches(pid)
+    before = wakeups(pid)
     time.sleep(0.2)
-    return sleeping and _switches(pid) == before
+    return sleeping and wakeups(pid) == before
 
 
 @pytest.mark.parametrize("auto_restart", [False, True])
@@ -73,7 +71,7 @@ def test_an_idle_starter_never_wakes_up(run: Harness, auto_restart: bool) -> Non
     s.wait_line(r"gen=1 .*is now running")
     wait_until(lambda: len(read_status(status)) == 1, what="status")
     wait_until(lambda: _asleep_in_epoll(s.pid), what="the starter asleep in epoll_wait")
-    before = _switches(s.pid)
+    before = wakeups(s.pid)
     time.sleep(1.5)  # the observation window, not a wait for something to settle
-    assert _switches(s.pid) == before
+    assert wakeups(s.pid) == before
     assert gen_of(http_get(port)) == 1  # and it was alive all along

@@ -7,18 +7,22 @@ import re
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import APP, PY, Harness, free_port, gen_of, http_get, read_status, wait_until
-
-
-def _envdir(run: Harness, **values: str) -> Path:
-    d = run.tmp / "env"
-    d.mkdir(exist_ok=True)
-    for k, v in values.items():
-        (d / k).write_text(v + "\n")
-    return d
+from support import (
+    APP,
+    PY,
+    Harness,
+    Proc,
+    free_port,
+    gen_of,
+    http_get,
+    read_status,
+    wait_until,
+    wakeups,
+)
 
 
 def _gens(status: Path) -> list[int]:
@@ -28,7 +32,7 @@ def _gens(status: Path) -> list[int]:
 def test_wait_ready_gates_the_cut_over(run: Harness) -> None:
     port = free_port()
     status = run.tmp / "status"
-    env = _envdir(run, APP_EXTRA="--notify")
+    env = run.envdir(APP_EXTRA="--notify")
     s = run.start(
         f"--port=127.0.0.1:{port}", f"--status-file={status}", f"--envdir={env}",
         "--wait-ready", "--interval=0.1", "--", PY, APP,
@@ -61,7 +65,7 @@ def test_ready_before_interval_ends_the_wait(run: Harness) -> None:
 def test_ready_timeout_stops_the_generation_and_keeps_the_old(run: Harness) -> None:
     port = free_port()
     status = run.tmp / "status"
-    env = _envdir(run, APP_EXTRA="--notify")
+    env = run.envdir(APP_EXTRA="--notify")
     s = run.start(
         f"--port=127.0.0.1:{port}", f"--status-file={status}", f"--envdir={env}",
         "--wait-ready", "--ready-timeout=0.5", "--stop-timeout=2", "--backoff-max=60",
@@ -80,7 +84,7 @@ def test_ready_timeout_stops_the_generation_and_keeps_the_old(run: Harness) -> N
 
 def test_stop_timeout_kills_a_generation_that_ignores_term(run: Harness) -> None:
     port = free_port()
-    env = _envdir(run, APP_EXTRA="--ignore-term --fork 2")
+    env = run.envdir(APP_EXTRA="--ignore-term --fork 2")
     s = run.start(
         f"--port=127.0.0.1:{port}", f"--envdir={env}", "--interval=0.2", "--stop-timeout=0.5",
         "--", PY, APP,
@@ -110,7 +114,7 @@ def test_stop_timeout_bounds_shutdown(run: Harness) -> None:
 
 def test_failed_starts_back_off_exponentially(run: Harness) -> None:
     port = free_port()
-    env = _envdir(run, APP_EXTRA="--notify")
+    env = run.envdir(APP_EXTRA="--notify")
     s = run.start(
         f"--port=127.0.0.1:{port}", f"--envdir={env}", "--wait-ready", "--interval=0.2",
         "--backoff-max=0.8", "--", PY, APP,
@@ -140,15 +144,37 @@ def _restart(run: Harness, pid_file: Path, status: Path, *extra: str) -> tuple[i
     return r.returncode, r.stderr, time.monotonic() - t0
 
 
-def test_restart_exit_codes(run: Harness) -> None:
+@dataclass
+class Served:
+    """A --wait-ready starter serving generation 1, its files, and the envdir that
+    tells the next generation's app what to do (``APP_EXTRA``)."""
+
+    s: Proc
+    port: int
+    status: Path
+    pid_file: Path
+    env: Path
+
+    def restart_client(self, run: Harness) -> Proc:
+        return run.start("--restart", f"--pid-file={self.pid_file}",
+                         f"--status-file={self.status}")
+
+
+def _served(run: Harness, *extra: str) -> Served:
     port = free_port()
     status, pid_file = run.tmp / "status", run.tmp / "pid"
-    env = _envdir(run, APP_EXTRA="--notify")
+    env = run.envdir(APP_EXTRA="--notify")
     s = run.start(
         f"--port=127.0.0.1:{port}", f"--status-file={status}", f"--pid-file={pid_file}",
-        f"--envdir={env}", "--wait-ready", "--ready-timeout=20", "--", PY, APP,
+        f"--envdir={env}", "--wait-ready", *extra, "--", PY, APP,
     )
     s.wait_line(r"gen=1 .*is now running")
+    return Served(s, port, status, pid_file, env)
+
+
+def test_restart_exit_codes(run: Harness) -> None:
+    served = _served(run, "--ready-timeout=20")
+    port, status, pid_file, env = served.port, served.status, served.pid_file, served.env
 
     code, err, took = _restart(run, pid_file, status)
     assert code == 0, err
@@ -171,16 +197,10 @@ def test_restart_exit_codes(run: Harness) -> None:
 
 
 def test_restart_fails_when_the_starter_dies(run: Harness) -> None:
-    port = free_port()
-    status, pid_file = run.tmp / "status", run.tmp / "pid"
-    env = _envdir(run, APP_EXTRA="--notify")
-    s = run.start(
-        f"--port=127.0.0.1:{port}", f"--status-file={status}", f"--pid-file={pid_file}",
-        f"--envdir={env}", "--wait-ready", "--", PY, APP,
-    )
-    s.wait_line(r"gen=1 .*is now running")
-    (env / "APP_EXTRA").write_text("\n")
-    client = run.start("--restart", f"--pid-file={pid_file}", f"--status-file={status}")
+    served = _served(run)
+    s = served.s
+    run.envdir(APP_EXTRA="")
+    client = served.restart_client(run)
     s.wait_line(r"gen=2 .*starting new worker")
     s.signal(signal.SIGTERM)
     assert s.wait() == 0
@@ -188,27 +208,16 @@ def test_restart_fails_when_the_starter_dies(run: Harness) -> None:
     assert re.search(r"exited before the restart completed|failed to start", client.output)
 
 
-def _switches(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        return sum(int(line.split()[1]) for line in fh if "ctxt_switches" in line)
-
-
 def test_restart_client_sleeps_through_a_busy_directory(run: Harness) -> None:
     """A log file written next to the status file must not wake the waiting
     client on every line (it watches renames and closes, not writes)."""
-    port = free_port()
-    status, pid_file = run.tmp / "status", run.tmp / "pid"
-    env = _envdir(run, APP_EXTRA="--notify")
-    s = run.start(
-        f"--port=127.0.0.1:{port}", f"--status-file={status}", f"--pid-file={pid_file}",
-        f"--envdir={env}", "--wait-ready", "--", PY, APP,
-    )
-    s.wait_line(r"gen=1 .*is now running")
-    (env / "APP_EXTRA").write_text("--notify --notify-delay 3\n")
-    client = run.start("--restart", f"--pid-file={pid_file}", f"--status-file={status}")
+    served = _served(run)
+    s = served.s
+    run.envdir(APP_EXTRA="--notify --notify-delay 3")
+    client = served.restart_client(run)
     s.wait_line(r"gen=2 .*starting new worker")
-    wait_until(lambda: _switches(client.pid) > 0, what="the client to run")
-    before = _switches(client.pid)
+    wait_until(lambda: wakeups(client.pid) > 0, what="the client to run")
+    before = wakeups(client.pid)
     writes = 0
     with open(run.tmp / "busy.log", "a") as log:
         t0 = time.monotonic()
@@ -216,7 +225,7 @@ def test_restart_client_sleeps_through_a_busy_directory(run: Harness) -> None:
             log.write("a line of somebody else's log\n")
             log.flush()
             writes += 1
-    woken = _switches(client.pid) - before
+    woken = wakeups(client.pid) - before
     assert "restarted" not in client.output  # still waiting for generation 2 all along
     assert writes > 1000, writes
     assert woken < 20, f"the client woke {woken} times for {writes} writes beside it"

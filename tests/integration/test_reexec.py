@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from support import APP, PY, Harness, free_port, gen_of, http_get, read_status, wait_until
+from support import APP, PY, Harness, first_worker, free_port, gen_of, http_get, wait_until
 
 from start_server.loop import WAKE_SIGNALS
 from start_server.reexec import STARTER
@@ -36,11 +36,6 @@ def _blocked(pid: int) -> int:
     raise AssertionError("no SigBlk line")
 
 
-def _worker(status: Path, gen: int = 1) -> int:
-    wait_until(lambda: [g for g, _ in read_status(status)] == [gen], what=f"generation {gen}")
-    return read_status(status)[0][1]
-
-
 @pytest.mark.parametrize("pythonpath", [None, "/nonexistent/ours-is-not-theirs"])
 def test_the_running_starter_is_the_same_process_re_executed_lean(
     run: Harness, pythonpath: Optional[str]
@@ -53,7 +48,7 @@ def test_the_running_starter_is_the_same_process_re_executed_lean(
     ]
     env = {"PYTHONPATH": pythonpath} if pythonpath else None
     s = run.start(*args, env=env)
-    worker = _worker(status)
+    worker = first_worker(s)
     assert int(pid_file.read_text()) == s.pid  # exec keeps the pid
     assert _cmdline(s.pid) == [PY, "-S", STARTER, *args]
     # Nothing of the hand-over reaches the server program.
@@ -81,7 +76,7 @@ def test_a_config_file_start_drops_the_yaml_parser(run: Harness) -> None:
         f"command: [{PY}, {APP}]\n"
     )
     s = run.start(f"--config={cfg}")
-    _worker(status)
+    first_worker(s)
     maps = Path(f"/proc/{s.pid}/maps").read_text()
     assert "_yaml" not in maps, "the running starter still holds PyYAML's extension"
     assert _cmdline(s.pid)[1] == "-S"
@@ -93,7 +88,7 @@ def test_interpreter_flags_are_kept(run: Harness) -> None:
     status = run.tmp / "status"
     args = [f"--port=127.0.0.1:{port}", f"--status-file={status}", "--interval=0.1", "--", PY, APP]
     s = run.start(*args, argv0=[PY, "-I", "-X", "utf8", "-m", "start_server"])
-    _worker(status)
+    first_worker(s)
     assert _cmdline(s.pid) == [PY, "-I", "-X", "utf8", "-S", STARTER, *args]
     s.signal(signal.SIGHUP)
     wait_until(lambda: gen_of(http_get(port)) == 2, what="generation 2 to serve")
@@ -127,7 +122,7 @@ def test_the_standard_library_stays_ahead_of_site_packages(run: Harness) -> None
         f"--port=127.0.0.1:{port}", f"--status-file={status}", "--interval=0.1",
         "--", PY, APP, argv0=[vpy, "-m", "start_server"],
     )
-    _worker(status)
+    first_worker(s)
     assert _cmdline(s.pid)[1:3] == ["-S", STARTER]
     assert gen_of(http_get(port)) == 1
     s.signal(signal.SIGTERM)

@@ -31,6 +31,7 @@ from support import (
     free_port,
     gen_of,
     gone,
+    has_ipv6_loopback,
     http_get,
     http_get_unix,
     read_status,
@@ -105,15 +106,6 @@ def http_get_unix_path(sock_path: str, url: str) -> str:
         while chunk := s.recv(4096):
             data += chunk
     return data.decode().split("\r\n\r\n", 1)[1]
-
-
-def has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 def refused(host: str, port: int) -> bool:
@@ -294,11 +286,7 @@ def test_auto_restart(run: Harness, how: str) -> None:
     elif how == "env":
         env = settings
     else:  # the original reads these from the envdir too
-        envdir = run.tmp / "env"
-        envdir.mkdir()
-        for name, value in settings.items():
-            (envdir / name).write_text(value + "\n")
-        opts = [f"--envdir={envdir}"]
+        opts = [f"--envdir={run.envdir(**settings)}"]
     started = time.monotonic()
     s = run.start(
         f"--port=127.0.0.1:{port}", f"--status-file={status}", "--interval=0.2", *opts,

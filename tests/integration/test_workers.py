@@ -6,17 +6,8 @@ import json
 import os
 import re
 import signal
-from pathlib import Path
 
 from support import APP, PY, Harness, free_port, gen_of, http_get, read_status, wait_until
-
-
-def _envdir(run: Harness, **values: str) -> Path:
-    d = run.tmp / "env"
-    d.mkdir(exist_ok=True)
-    for k, v in values.items():
-        (d / k).write_text(v + "\n")
-    return d
 
 
 def test_workers_per_generation_and_a_restart(run: Harness) -> None:
@@ -206,7 +197,7 @@ def test_jittered_auto_restart_replaces_workers_one_by_one(run: Harness) -> None
 
 def test_no_orphans_when_a_forking_worker_is_killed(run: Harness) -> None:
     port = free_port()
-    env = _envdir(run, APP_EXTRA="--notify --fork 2 --setsid-child")
+    env = run.envdir(APP_EXTRA="--notify --fork 2 --setsid-child")
     s = run.start(
         f"--port=127.0.0.1:{port}",
         f"--envdir={env}",

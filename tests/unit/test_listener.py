@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Union
 
 import pytest
+from support import has_ipv6_loopback
 
 import start_server
 from start_server.listener import (
@@ -95,17 +96,6 @@ def is_open(fd: int) -> bool:
 
 def env(value: str) -> dict[str, str]:
     return {ENV_PORT: value}
-
-
-def ipv6_available() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 # ---- parse_port_env and server_ports ---------------------------------------------------------
@@ -195,7 +185,7 @@ def test_listen_from_env_wraps_every_fd_in_order(fds: Fds, tmp_path: Path) -> No
     assert not any(is_open(fd) for fd in (tcp, udp, unix))  # closing a socket closes its fd
 
 
-@pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
 def test_listen_from_env_ipv6(fds: Fds) -> None:
     fd = fds.tcp6()
     socks = listen_from_env(environ=env(f"[::1]:8080={fd}"))

@@ -91,16 +91,6 @@ def dispatch(mode: str, config: Union[Config, ClientOptions], as_json: bool) -> 
         fail(str(exc), 1)
 
 
-def _rebuild(options: dict[str, Any]) -> Config:
-    from .config import build
-    from .values import ConfigError
-
-    try:
-        return build(options, os.environ)
-    except ConfigError as exc:
-        fail(str(exc), 2)
-
-
 def _serve(config: Config) -> int:
     from .daemonize import LogError
     from .loop import serve
@@ -114,16 +104,8 @@ def _serve(config: Config) -> int:
 
 def main(argv: Optional[list[str]] = None) -> NoReturn:
     args = sys.argv[1:] if argv is None else list(argv)
-    from .reexec import HandOverError, take_options
-
-    try:
-        handed = take_options()
-    except HandOverError as exc:
-        fail(str(exc), 2)
-    if handed is not None:  # the lean re-exec of a starter whose options were read
-        sys.exit(dispatch("run", _rebuild(handed), False))
-    quick = client_args(args)
-    if quick is None:
+    read = _read_without_click(args)
+    if read is None:
         from .options import parse
 
         mode, config, as_json, options = parse(args)
@@ -131,13 +113,29 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
             from .reexec import exec_lean
 
             exec_lean(args, options)  # returns only if it cannot
-        sys.exit(dispatch(mode, config, as_json))
-    from .control import client_options
+        read = mode, config, as_json
+    sys.exit(dispatch(*read))
+
+
+def _read_without_click(
+    args: list[str],
+) -> Optional[tuple[str, Union[Config, ClientOptions], bool]]:
+    """The options the lean re-exec was handed, or a plain client line; None: click's."""
+    from .reexec import HandOverError, take_options
     from .values import ConfigError
 
-    mode, options, as_json = quick
     try:
-        config = client_options(options, mode)
-    except ConfigError as exc:
+        handed = take_options()
+        if handed is not None:
+            from .config import build
+
+            return "run", build(handed, os.environ), False
+        quick = client_args(args)
+        if quick is None:
+            return None
+        from .control import client_options
+
+        mode, options, as_json = quick
+        return mode, client_options(options, mode), as_json
+    except (HandOverError, ConfigError) as exc:
         fail(str(exc), 2)
-    sys.exit(dispatch(mode, config, as_json))

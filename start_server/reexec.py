@@ -87,12 +87,11 @@ def take_options() -> Optional[dict[str, Any]]:
         return None
     try:
         handed = json.loads(raw)
-        options = handed["options"]
+        options: dict[str, Any] = handed["options"]
         path = handed["path"]
         if not isinstance(options, dict) or not all(isinstance(p, str) for p in path):
             raise TypeError
     except (ValueError, KeyError, TypeError):
         raise HandOverError(f"{MARKER}: not a hand-over from start_server") from None
     sys.path.extend(p for p in path if p not in sys.path)
-    result: dict[str, Any] = options
-    return result
+    return options

@@ -203,7 +203,7 @@ def test_the_example_runs(run: Harness) -> None:
         text = text.replace(old, new)
     config = run.tmp / "start_server.yaml"
     config.write_text(text)
-    # `python3` in the example is the interpreter that has start_server installed.
+    # The example names `.venv/bin/python`: the checkout's venv, made by .ci/run or the README.
     path = os.path.dirname(PY) + os.pathsep + os.environ.get("PATH", os.defpath)
     s = run.start(f"--config={config}", env={"PATH": path}, cwd=str(REPO))
     s.wait_line(r"gen=1 .*is now running \(ready\)", timeout=20)  # wait-ready: true

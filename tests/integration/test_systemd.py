@@ -412,7 +412,7 @@ def units(tmp_path: Path) -> Path:
     starter = shutil.which("start_server", path=os.path.dirname(PY)) or PY
     for unit in UNITS.iterdir():
         if unit.suffix in (".service", ".socket"):
-            text = unit.read_text().replace("/usr/local/bin/start_server", starter)
+            text = unit.read_text().replace("/opt/start_server/bin/start_server", starter)
             text = text.replace("/srv/app/current/bin/app-server", PY)
             (tmp_path / unit.name).write_text(text)
     return tmp_path
@@ -453,7 +453,7 @@ def test_the_verify_check_catches_a_broken_unit(units: Path) -> None:
                for x in complaints), complaints
     missing = "/nonexistent/bin/start_server"
     unit.write_text(
-        (UNITS / unit.name).read_text().replace("/usr/local/bin/start_server", missing)
+        (UNITS / unit.name).read_text().replace("/opt/start_server/bin/start_server", missing)
     )
     rc, complaints = verify(units, unit.name)
     assert rc != 0 and any(f"Command {missing} is not executable" in x

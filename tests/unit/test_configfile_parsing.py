@@ -301,7 +301,7 @@ def test_explain_matches_the_value_not_just_the_option() -> None:
 
 def test_the_example_is_valid_and_mentions_every_option() -> None:
     fc = read(str(EXAMPLE), KINDS)
-    assert fc.settings["command"].value == ("python3", "examples/hello_app.py")
+    assert fc.settings["command"].value == (".venv/bin/python", "examples/hello_app.py")
     text = EXAMPLE.read_text()
     for name in KINDS:
         key = name.replace("_", "-")

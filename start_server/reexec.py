@@ -42,7 +42,21 @@ def lean_argv(args: list[str]) -> Optional[list[str]]:
     (no interpreter path, or the package is not a directory of files)."""
     if not sys.executable or not os.path.isfile(STARTER):
         return None
-    return [sys.executable, *interpreter_flags(getattr(sys, "orig_argv", [])), "-S", STARTER, *args]
+    return [sys.executable, *interpreter_flags(_orig_argv()), "-S", STARTER, *args]
+
+
+def _orig_argv() -> list[str]:
+    """The interpreter's own command line: ``sys.orig_argv`` (3.10+), else the
+    kernel's copy in /proc (Python 3.9), so flags survive there too."""
+    orig: list[str] = getattr(sys, "orig_argv", [])
+    if orig:
+        return orig
+    try:
+        with open("/proc/self/cmdline", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return []
+    return [os.fsdecode(a) for a in raw.split(b"\0")[:-1]]
 
 
 def interpreter_flags(orig_argv: list[str]) -> list[str]:

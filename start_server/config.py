@@ -192,6 +192,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
     st_raw = option_value(options, "stop_timeout")
     stop_timeout = None if st_raw is None else seconds_value("--stop-timeout", st_raw, 0)
     backoff_max = seconds_value("--backoff-max", option_value(options, "backoff_max"), 30)
+    min_uptime = seconds_value("--min-uptime", option_value(options, "min_uptime"), 1)
     workers_raw = option_value(options, "workers")
     try:
         workers = 1 if workers_raw is None else parse_count(workers_raw, minimum=1)
@@ -233,6 +234,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
         ready_timeout=ready_timeout,
         stop_timeout=stop_timeout,
         backoff_max=backoff_max,
+        min_uptime=min_uptime,
         workers=workers,
         auto_restart_jitter=jitter,
         max_memory=max_memory,

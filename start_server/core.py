@@ -499,13 +499,33 @@ class Supervisor:
             w,
         )
 
-    def _count_failure(self, now: float) -> None:
-        # A generation that started and outlived the longest backoff delay
-        # since the last failure resets the count.
+    def _uptime(self, w: Worker, now: float) -> float:
+        return now - w.started_at if w.started_at is not None else 0.0
+
+    def _crashed(self, w: Worker, now: float) -> bool:
+        """A started worker died on its own: True to respawn it at once.
+
+        One that ran at least --min-uptime since its start is respawned at
+        once, as the original does, and clears the count; an earlier death is
+        a crash in a row, respawned at once only if it is the first.
+        """
+        if self._uptime(w, now) >= self.policy.min_uptime:
+            self.failures = 0
+            return True
+        self._count_failure(now, w)
+        return self.failures <= 1
+
+    def _count_failure(self, now: float, crashed: Optional[Worker] = None) -> None:
+        """One more failure in a row, or the first one since a start.
+
+        A start resets the count, unless this failure is the early death of
+        the very worker whose start that was (``crashed``): a crash loop.
+        """
+        success = self.last_success_at
         if (
-            self.last_success_at is not None
-            and (self.last_failure_at is None or self.last_success_at > self.last_failure_at)
-            and now - self.last_success_at >= self.policy.backoff_max
+            success is not None
+            and (self.last_failure_at is None or success > self.last_failure_at)
+            and (crashed is None or crashed.started_at != success)
         ):
             self.failures = 0
         self.failures += 1
@@ -620,8 +640,7 @@ class Supervisor:
                 self._log(f"worker {w.pid} (slot {w.slot}) died, {st}", w)
             else:
                 self._log(f"worker {w.pid} (slot {w.slot}) died unexpectedly with {st}", w)
-                self._count_failure(now)
-                if self.failures <= 1:
+                if self._crashed(w, now):
                     self._spawn_slot(g, w.slot, "replacing it")
                 else:
                     self.slot_respawn[(g.number, w.slot)] = now + self.backoff_delay()
@@ -632,14 +651,13 @@ class Supervisor:
                     )
         elif was_current and was_active and self.starting() is None:
             self._log(f"worker {w.pid} died unexpectedly with {st}, restarting", w)
-            self._count_failure(now)
-            if self.failures <= 1:
+            if self._crashed(w, now):
                 self._new_generation(now)
             else:
                 self.respawn_at = now + self.backoff_delay()
                 self._log(
-                    f"it had run only {now - w.spawned_at:.3g} s; next attempt in "
-                    f"{self.respawn_at - now:.3g} s (crashes in a row: {self.failures})"
+                    f"it had run only {self._uptime(w, now):.3g} s since its start; next "
+                    f"attempt in {self.respawn_at - now:.3g} s (crashes in a row: {self.failures})"
                 )
         else:
             self._log(f"old worker {w.pid} died, {st}", w)

@@ -105,6 +105,12 @@ CONTEXT = {
     help="Longest delay between failed start attempts (default 30).",
 )
 @click.option(
+    "--min-uptime",
+    metavar="SECONDS",
+    help="A started worker that ran this long and then died is respawned at once; "
+    "an earlier death counts for the crash backoff (default 1).",
+)
+@click.option(
     "--workers",
     metavar="N",
     help="Run N copies of the command per generation (SERVER_STARTER_WORKER=0..N-1).",

@@ -28,6 +28,7 @@ class Policy:
     ready_timeout: float = 60.0
     stop_timeout: Optional[float] = None
     backoff_max: float = 30.0
+    min_uptime: float = 1.0  # a started worker that ran this long and died is no crash loop
     workers: int = 1
     auto_restart_jitter: float = 0.0
     max_memory: Optional[int] = None  # bytes, per generation (per worker with workers > 1)

@@ -304,6 +304,11 @@ ROWS = [
     Row("lean-hand-over-bad-option", (), 2, "--port=abc:", "invalid port spec",
         env={"START_SERVER_LEAN": '{{"options": {{"port": ["abc"], "command": ["{py}", "{app}"]}}, '
              '"path": []}}'}),
+    Row("min-uptime-negative", ("--min-uptime=-1", *CMD), 2, "--min-uptime=-1:", ">= 0"),
+    Row("min-uptime-not-a-number", ("--min-uptime=1m", *CMD), 2,
+        "--min-uptime=1m:", "not a number"),
+    Row("min-uptime-empty", ("--min-uptime=", *CMD), 2, "--min-uptime=:", "not a number"),
+    Row("min-uptime-infinite", ("--min-uptime=inf", *CMD), 2, "--min-uptime=inf:", "finite"),
     Row("backlog-negative", ("--backlog=-1", *CMD), 2, "--backlog=-1:", ">= 1"),
     Row("backlog-zero", ("--backlog=0", *CMD), 2, "--backlog=0:", ">= 1"),
     Row("backlog-not-a-number", ("--backlog=many", *CMD), 2,

@@ -249,6 +249,16 @@ def test_auto_restart_interval_from_the_file_beats_the_variable(tmp_path: Path) 
     assert config.policy.auto_restart_interval == 10
 
 
+@pytest.mark.parametrize(
+    ("text", "given", "expected"),
+    [("min-uptime: 2.5\n", {}, 2.5), ("min_uptime: 2\n", {"min_uptime": "0"}, 0.0), ("", {}, 1.0)],
+)
+def test_min_uptime_from_the_file_or_the_command_line(
+    tmp_path: Path, text: str, given: dict[str, Any], expected: float
+) -> None:
+    assert built(tmp_path, text, {}, **given).policy.min_uptime == expected
+
+
 # ---- a build error told in the file's terms ---------------------------------------------
 
 

@@ -446,9 +446,9 @@ def test_long_lived_current_dying_is_respawned_at_once_every_time() -> None:
 
 
 def test_quick_crash_loop_backs_off() -> None:
-    s = make(interval=1.0, backoff_max=30.0)
+    s = make(interval=1.0, backoff_max=30.0, min_uptime=2.0)
     boot(s)
-    assert spawns(exited(s, 1, 2.0)) == [2]
+    assert spawns(exited(s, 1, 2.0)) == [2]  # 1 s after its start: the first crash in a row
     spawned(s, 2, 2.0)
     tick(s, 3.0)
     acts = exited(s, 2, 3.5)
@@ -459,15 +459,18 @@ def test_quick_crash_loop_backs_off() -> None:
 
 
 def test_replacement_crashing_quickly_after_a_long_run_backs_off() -> None:
-    """A long run resets the count; the crash that ends it is the first, not the zeroth."""
+    """A long run clears the count; quick crashes after it are the first, then the second."""
     s = make(interval=1.0, backoff_max=30.0)
     boot(s)
-    assert spawns(exited(s, 1, 100.0)) == [2]  # the first crash in a row: at once
+    assert spawns(exited(s, 1, 100.0)) == [2]  # it ran long: respawned at once
     spawned(s, 2, 100.0)
     tick(s, 101.0)
-    acts = exited(s, 2, 101.5)  # the second crash in a row, after 1.5 s
+    assert spawns(exited(s, 2, 101.5)) == [3]  # the first crash in a row: at once
+    spawned(s, 3, 101.5)
+    tick(s, 102.5)
+    acts = exited(s, 3, 103.0)  # the second, 0.5 s after its start
     assert spawns(acts) == [], "a quick crash right after a crash was respawned at once"
-    assert s.next_deadline() == 103.5
+    assert s.next_deadline() == 105.0
 
 
 def test_old_generation_dying_is_only_logged() -> None:
@@ -501,7 +504,7 @@ def test_a_due_deadline_is_acted_on_or_moves_on() -> None:
     successors fail to start, so generation 1 is serving again when its retire time
     comes. Whether or not it is signalled then, the deadline must not stay in the past.
     """
-    s = make(interval=1.0, kill_old_delay=5.0)
+    s = make(interval=1.0, kill_old_delay=5.0, min_uptime=5.0)
     boot(s)
     replace_with(s, 2, 10.0)
     tick(s, 11.0)  # generation 2 started; generation 1 to be signalled at 16

@@ -207,7 +207,7 @@ class GenView:
 
 @dataclass(frozen=True)
 class Publish:
-    """Write the status files from this snapshot."""
+    """A snapshot for the status files (``Supervisor.snapshot()``); not an action."""
 
     generations: tuple[GenView, ...]
     last_number: int
@@ -226,7 +226,7 @@ class Exit:
 
 
 if TYPE_CHECKING:
-    Action = Union[Spawn, Kill, Measure, Log, Publish, NotifyUpstream, Exit]
+    Action = Union[Spawn, Kill, Measure, Log, NotifyUpstream, Exit]
 
 
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
@@ -260,7 +260,6 @@ class Supervisor:
         self.next_measure: Optional[float] = None
         self.leftovers: dict[int, Optional[float]] = {}  # pid -> when signalled (None: killed)
         self._out: list[Action] = []
-        self._dirty = False
         self._now = 0.0
 
     # ---- queries ----------------------------------------------------------
@@ -363,10 +362,6 @@ class Supervisor:
         if self.stopping and not self.gens and not self.leftovers and not self.done:
             self.done = True
             self._log("exiting")
-            self._dirty = True
-        if self._dirty:
-            self._dirty = False
-            self._out.append(self._snapshot())
         if self.done:
             self._out.append(Exit(self.exit_code))
         return self._out
@@ -378,7 +373,6 @@ class Supervisor:
         kind = "generation" if isinstance(obj, Generation) else "worker"
         assert (obj.state, to) in _EDGES, f"{kind} {obj.number}: {obj.state} -> {to}"
         obj.state = to
-        self._dirty = True
         if isinstance(obj, Generation):
             if to in (State.EXITED, State.FAILED):
                 del self.gens[obj.number]
@@ -537,7 +531,6 @@ class Supervisor:
         self.respawn_at = None
         self.last_number += 1
         self.gens[self.last_number] = Generation(self.last_number, State.STARTING, now)
-        self._dirty = True
         for slot in range(self.policy.workers):
             self._out.append(Spawn(self.last_number, slot))
 
@@ -569,7 +562,6 @@ class Supervisor:
             old = [x for x in g.in_slot(ev.slot) if x.state is State.ACTIVE]
             w.replaces = old[0].pid if old else None
         g.workers.append(w)
-        self._dirty = True
         self._log(f"starting new worker {ev.pid}", w)
 
     def _on_spawn_failed(self, ev: SpawnFailed, now: float) -> None:
@@ -726,10 +718,8 @@ class Supervisor:
         for w in targets:
             if "STATUS" in ev.fields and ev.fields["STATUS"] != w.status:
                 w.status = ev.fields["STATUS"]
-                self._dirty = True
             if ev.fields.get("READY") == "1" and not w.ready:
                 w.ready = True
-                self._dirty = True
                 if w.state is State.STARTING:
                     self._worker_started(w, now, "ready")
 
@@ -742,7 +732,6 @@ class Supervisor:
             if w.pid not in ev.usage:
                 continue
             w.memory = ev.usage[w.pid]
-            self._dirty = True
             if w.state is not State.ACTIVE or self._being_replaced(cur, w):
                 w.over_limit = 0  # a verdict is already being carried out
                 continue
@@ -919,7 +908,9 @@ class Supervisor:
         else:
             self._out.append(Log(message, w.number, w.pid or None))
 
-    def _snapshot(self) -> Publish:
+    def snapshot(self) -> Publish:
+        """What the status files show, as of now: a pure query. The loop writes
+        it once per batch of events, when it differs from the last one written."""
         views = tuple(
             GenView(
                 w.number, w.pid, w.state, w.spawned_at, w.started_at, w.ready, w.status,

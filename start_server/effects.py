@@ -72,6 +72,63 @@ def log(message: str, number: Optional[int] = None, pid: Optional[int] = None) -
             os.write(fd, line)
 
 
+def log_exception(message: str) -> None:
+    """Log ``message`` and the exception being handled, with its traceback,
+    one line each (so the log target gets it, whatever stderr has become)."""
+    try:
+        import traceback  # only when something went wrong: not kept resident otherwise
+
+        lines = traceback.format_exc().splitlines()
+    except Exception as exc:  # pragma: no cover - no memory, no fd to import with
+        lines = [f"(no traceback: {exc!r})"]
+    log(message)
+    for line in lines:
+        log("  " + line)
+
+
+def stop_all(pids: Iterable[int], signum: int, grace: float) -> None:
+    """Signal each pid's process group, wait up to ``grace`` seconds for each to
+    exit, then kill what is left. For a starter that can no longer trust its
+    own state: no selector, no core, only the kernel."""
+    todo = sorted(set(pids))
+    for pid in todo:
+        _kill_tree(pid, signum)
+    deadline = time.monotonic() + grace
+    for pid in todo:
+        _wait_gone(pid, max(0.0, deadline - time.monotonic()))
+    for pid in todo:
+        _kill_tree(pid, signal.SIGKILL)
+        _wait_gone(pid, 5.0)
+
+
+def _kill_tree(pid: int, signum: int) -> None:
+    """A worker leads its process group; a leftover may not: then the pid alone."""
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        kill(pid, signum)
+    except PermissionError:
+        pass
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Reap our child ``pid``, waiting at most ``timeout`` s (a pidfd: no poll)."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+    try:
+        if fd is not None:
+            select.select([fd], [], [], timeout)
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def spawn(
     command: tuple[str, ...],
     env: Mapping[str, str],

@@ -17,6 +17,7 @@ import signal
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 
 from . import effects
@@ -68,6 +69,17 @@ WAKE_SIGNALS = (
     signal.SIGUSR1,
 )
 
+EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: an internal error stopped the starter
+BATCH = 64  # events handled per pass before the selector is read again
+MAX_WAIT = 86400.0  # the longest single wait: far below what a timeout can hold
+
+# What each action does, for the line that says it could not be done.
+_EFFECT = {
+    "Measure": "measure memory use in /proc",
+    "Kill": "send a signal",
+    "NotifyUpstream": "notify the service manager",
+}
+
 # Envdir variables that tune the starter itself, as in the original.
 POLICY_VARS = ("KILL_OLD_DELAY", "ENABLE_AUTO_RESTART", "AUTO_RESTART_INTERVAL")
 
@@ -76,6 +88,21 @@ def _uniform() -> float:
     """A random float in [0, 1) for jitter: os.urandom rather than the random
     module, which the starter would load (and keep) for this alone."""
     return int.from_bytes(os.urandom(7), "big") / (1 << 56)
+
+
+def wait_time(deadline: Optional[float], now: float, pending: bool = False) -> Optional[float]:
+    """The selector's timeout: until ``deadline`` (None: none), at once when
+    events are ``pending``. Clamped to ``MAX_WAIT``, so that no deadline, however
+    far (or not a number), can overflow the kernel's timeout; waking early only
+    costs a pass that finds nothing due."""
+    if pending:
+        return 0.0
+    if deadline is None:
+        return None
+    delta = deadline - now
+    if not delta < MAX_WAIT:  # also NaN
+        return MAX_WAIT
+    return max(0.0, delta)
 
 
 def _noop(signum: int, frame: Any) -> None:
@@ -158,50 +185,91 @@ class Starter:
         self.listen_env = listen_env(bound) if config.listen_fds and bound else {}
         self.pass_fds = [b.fd for b in ordered(bound)]  # the order --listen-fds lays out
         self.helper_pids: tuple[int, ...] = ()  # our children that are no worker (a log command)
+        self.queue: deque[Event] = deque()  # events not yet handled, oldest first
+        self.published: Optional[Publish] = None  # what the status files last said
+        self.lines: list[Log] = []  # the pass's log lines, written after publishing
 
     # ---- the loop ---------------------------------------------------------
 
     def run(self) -> int:
+        """Supervise until the core says exit. An unexpected error is logged with
+        its traceback, the generations are stopped, and the result is 70."""
         with wakeup_signals(WAKE_SIGNALS) as wake:
             self.sel.register(wake, selectors.EVENT_READ, None)
             try:
-                self._feed(Start())
-                while self.exit_code is None:
-                    deadline = self.sup.next_deadline()
-                    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    ready = self.sel.select(timeout)
-                    events: list[Event] = []
-                    signums: list[int] = []
-                    for key, _ in ready:
-                        if key.data is None:
-                            signums.extend(self._drain(wake))
-                        else:
-                            events.extend(self._read_notify(key.data, key.fileobj))  # type: ignore[arg-type]
-                    reaped = effects.reap()
-                    if any(self.sup.by_pid(pid) is not None for pid, _ in reaped):
-                        # A worker is gone: what it left behind was re-parented to us.
-                        # Told before the exit, so that a stopping starter whose last
-                        # worker this was stops (and reaps) the leftovers before it exits.
-                        events.append(Adopted(tuple(self._strays())))
-                    for pid, raw in reaped:
-                        events.append(Exited(pid, raw, effects.describe(raw)))
-                    for signum in signums:
-                        if signum == signal.SIGCHLD:
-                            continue
-                        if signum == signal.SIGUSR1:
-                            self._reopen()
-                            continue
-                        events.append(Signalled(signum))
-                    for ev in events or [Tick()]:
-                        self._feed(ev)
-                        if self.exit_code is not None:
-                            break
+                self.queue.append(Start())
+                try:
+                    self._loop(wake)
+                except Exception:
+                    self._crashed(wake)
             finally:
                 for sock in self.notify_socks.values():
                     sock.close()
                 self.notify_socks.clear()
                 self.sel.close()
+        assert self.exit_code is not None
         return self.exit_code
+
+    def _loop(self, wake: socket.socket) -> None:
+        while True:
+            self._dispatch()
+            if self.exit_code is not None:
+                return
+            ready = self.sel.select(wait_time(self.sup.next_deadline(), time.monotonic(),
+                                              bool(self.queue)))
+            self.queue.extend(self._gather(ready, wake))
+            if not self.queue:
+                self.queue.append(Tick())
+
+    def _crashed(self, wake: socket.socket) -> None:
+        """A programming error: log it, stop the generations as TERM would, exit 70.
+
+        If stopping through the core fails too, every child is signalled and
+        killed directly: never a worker left serving with nobody managing it.
+        """
+        self._flush_log()
+        effects.log_exception("unexpected error; stopping the generations")
+        try:
+            self.exit_code = None
+            self.queue.clear()
+            self.queue.append(Signalled(signal.SIGTERM))
+            self._loop(wake)
+        except Exception:
+            effects.log_exception("unexpected error while stopping; stopping every child directly")
+            grace = self.config.policy.stop_timeout
+            effects.stop_all(
+                [w.pid for w in self.sup.workers()] + self._strays(),
+                self.config.policy.signal_on_term,
+                10.0 if grace is None else grace,
+            )
+        self.exit_code = EXIT_SOFTWARE
+
+    def _gather(self, ready: list[tuple[selectors.SelectorKey, int]],
+                wake: socket.socket) -> list[Event]:
+        """What woke us, as events: notifications, exits, then signals."""
+        events: list[Event] = []
+        signums: list[int] = []
+        for key, _ in ready:
+            if key.data is None:
+                signums.extend(self._drain(wake))
+            else:
+                events.extend(self._read_notify(key.data, key.fileobj))  # type: ignore[arg-type]
+        reaped = effects.reap()
+        if any(self.sup.by_pid(pid) is not None for pid, _ in reaped):
+            # A worker is gone: what it left behind was re-parented to us.
+            # Told before the exit, so that a stopping starter whose last
+            # worker this was stops (and reaps) the leftovers before it exits.
+            events.append(Adopted(tuple(self._strays())))
+        for pid, raw in reaped:
+            events.append(Exited(pid, raw, effects.describe(raw)))
+        for signum in signums:
+            if signum == signal.SIGCHLD:
+                continue
+            if signum == signal.SIGUSR1:
+                self._reopen()
+                continue
+            events.append(Signalled(signum))
+        return events
 
     @staticmethod
     def _drain(wake: socket.socket) -> list[int]:
@@ -217,7 +285,12 @@ class Starter:
 
     def _strays(self) -> list[int]:
         known = {w.pid for w in self.sup.workers()} | set(self.helper_pids)
-        return [pid for pid in effects.own_children() if pid not in known]
+        try:
+            children = effects.own_children()
+        except OSError as exc:
+            effects.log(f"cannot list our children: {exc.strerror or exc}")
+            return []
+        return [pid for pid in children if pid not in known]
 
     def _reopen(self) -> None:
         if self.reopen_logs is None:
@@ -227,33 +300,58 @@ class Starter:
 
     # ---- events in, actions out ------------------------------------------
 
-    def _feed(self, event: Event) -> None:
-        actions = self.sup.handle(event, time.monotonic())
-        self._perform(actions)
+    def _dispatch(self) -> None:
+        """Handle the queued events one at a time, in order, then publish once.
+
+        The core handles one event and returns actions; an action may queue a
+        follow-up event (Spawn -> Spawned, Measure -> Measured), handled after
+        what was queued before it: nothing re-enters the core. Every event of
+        one pass is handled at the pass's time, so a timer that an event of
+        the pass re-arms is not due again before the next pass, and at most
+        ``BATCH`` events are handled before the selector is read again.
+        """
+        now = time.monotonic()
+        for _ in range(BATCH):
+            if not self.queue or self.exit_code is not None:
+                break
+            for action in self.sup.handle(self.queue.popleft(), now):
+                self._perform(action)
         for number in [n for n in self.notify_socks if n not in self.sup.gens]:
             sock = self.notify_socks.pop(number)
             self.sel.unregister(sock)
             sock.close()
+        self._publish(self.sup.snapshot())
+        self._flush_log()
 
-    def _perform(self, actions: list[Action]) -> None:
-        for action in actions:
+    def _flush_log(self) -> None:
+        """The pass's log lines, written once the status files show their state:
+        a line in the log is never ahead of what ``--status`` says."""
+        lines, self.lines = self.lines, []
+        for line in lines:
+            effects.log(line.message, line.number, line.pid)
+
+    def _perform(self, action: Action) -> None:
+        """Carry out one action; an OSError of an effect is logged, not fatal
+        (spawning has its own: a failed spawn is an event)."""
+        try:
             if isinstance(action, Log):
-                effects.log(action.message, action.number, action.pid)
+                self.lines.append(action)
             elif isinstance(action, Spawn):
-                self._spawn(action.number, action.slot)
+                self.queue.append(self._spawn(action.number, action.slot))
             elif isinstance(action, Measure):
-                self._feed(Measured(effects.tree_memory(action.pids)))
+                self.queue.append(Measured(effects.tree_memory(action.pids)))
             elif isinstance(action, Kill):
                 effects.kill(action.pid, action.signum, action.group)
-            elif isinstance(action, Publish):
-                self._publish(action)
             elif isinstance(action, NotifyUpstream):
                 if self.upstream:
                     effects.notify_socket(self.upstream, action.message)
             elif isinstance(action, Exit):
                 self.exit_code = action.code
+        except OSError as exc:
+            what = _EFFECT.get(type(action).__name__, type(action).__name__)
+            effects.log(f"cannot {what}: {exc}")
 
-    def _spawn(self, number: int, slot: int) -> None:
+    def _spawn(self, number: int, slot: int) -> Event:
         env = dict(self.base_env)
         envdir = effects.read_envdir(self.config.envdir)
         for name, value in envdir.items():
@@ -265,10 +363,10 @@ class Starter:
         env["SERVER_STARTER_PORT"] = self.port_env
         env["SERVER_STARTER_GENERATION"] = str(number)
         env["SERVER_STARTER_WORKER"] = str(slot)
-        env["NOTIFY_SOCKET"] = self._notify_address(number)
         env.update(self.listen_env)
         event: Event
         try:
+            env["NOTIFY_SOCKET"] = self._notify_address(number)
             pid = effects.spawn(
                 self.config.command,
                 env,
@@ -280,7 +378,7 @@ class Starter:
             event = SpawnFailed(number, str(exc), slot)
         else:
             event = Spawned(number, pid, overrides, slot, _uniform())
-        self._feed(event)
+        return event
 
     def _notify_address(self, number: int) -> str:
         """A private datagram socket per generation (abstract namespace), made once."""
@@ -325,8 +423,10 @@ class Starter:
             out.append(Notified(number, parse_notify(data), worker))
 
     def _publish(self, snap: Publish) -> None:
-        if self.status is None:
+        """Write the status files when they would say something new."""
+        if self.status is None or snap == self.published:
             return
+        self.published = snap
         detail = effects.status_detail(snap, os.getpid(), time.monotonic())
         try:
             self.status.write(effects.status_entries(snap), detail)

@@ -71,15 +71,9 @@ def exits(acts: list[Action]) -> list[int]:
     return [a.code for a in acts if isinstance(a, Exit)]
 
 
-def publishes(acts: list[Action]) -> list[Publish]:
-    return [a for a in acts if isinstance(a, Publish)]
-
-
-def entries(acts: list[Action]) -> list[tuple[int, int]]:
-    """The GEN:PID lines of the last snapshot in ``acts``."""
-    snaps = publishes(acts)
-    assert snaps, f"no Publish in {acts}"
-    return status_entries(snaps[-1])
+def entries(s: Supervisor) -> list[tuple[int, int]]:
+    """The GEN:PID lines of the core's snapshot."""
+    return status_entries(s.snapshot())
 
 
 def state(s: Supervisor, n: int) -> Optional[State]:
@@ -155,12 +149,12 @@ def test_start_spawns_generation_one() -> None:
 def test_spawned_is_starting_and_published_but_not_listed() -> None:
     s = make(interval=1.0)
     s.handle(Start(), 5.0)
-    acts = spawned(s, 1, 5.0)
+    spawned(s, 1, 5.0)
     assert state(s, 1) is State.STARTING
-    snap = publishes(acts)[-1]
+    snap = s.snapshot()
     assert [(g.number, g.pid, g.state) for g in snap.generations] == [(1, 100, State.STARTING)]
     assert snap.last_number == 1
-    assert entries(acts) == []  # only started generations are in the status file
+    assert entries(s) == []  # only started generations are in the status file
     assert s.next_deadline() == 6.0
 
 
@@ -175,7 +169,7 @@ def test_start_check_passes_at_interval() -> None:
     assert upstream(acts) == ["READY=1\nSTATUS=generation 1 (pid 100) is serving"]
     assert kills(acts) == []
     assert spawns(acts) == []
-    assert entries(acts) == [(1, 100)]
+    assert entries(s) == [(1, 100)]
     assert "new worker 100 is now running" in logs(acts)
     assert s.current() is s.gens[1]
 
@@ -213,7 +207,7 @@ def test_later_spawn_failure_is_a_failed_start_and_retried() -> None:
     assert exits(acts) == []
     assert state(s, 1) is State.ACTIVE  # the old one keeps serving
     assert kills(acts) == []
-    snap = publishes(acts)[-1]
+    snap = s.snapshot()
     assert (snap.failed_number, snap.failed_reason) == (2, "cannot execute 'x'")
     assert status_entries(snap) == [(1, 100)]
     assert s.next_deadline() == 11.0
@@ -242,13 +236,13 @@ def test_new_generation_started_retires_old_in_same_call_without_delay() -> None
     assert kills(acts) == [Kill(100, TERM)]
     assert state(s, 1) is State.RETIRING
     assert upstream(acts) == ["READY=1\nSTATUS=generation 2 (pid 200) is serving"]
-    assert entries(acts) == [(1, 100), (2, 200)]
+    assert entries(s) == [(1, 100), (2, 200)]
     assert "sending TERM to old workers:100" in logs(acts)
     assert s.current() is s.gens[2]
     acts = exited(s, 1, 11.5, status=15)
     assert state(s, 1) is None
     assert spawns(acts) == []
-    assert entries(acts) == [(2, 200)]
+    assert entries(s) == [(2, 200)]
 
 
 def test_signal_on_hup_is_used_for_old_generations() -> None:
@@ -366,7 +360,7 @@ def test_death_during_start_check_is_a_failed_start() -> None:
     assert kills(acts) == [Kill(200, TERM, group=True)]  # only its leftovers
     assert spawns(acts) == []
     assert "seems to have failed to start" in logs(acts)
-    snap = publishes(acts)[-1]
+    snap = s.snapshot()
     assert snap.failed_number == 2
     assert "exited before it started" in snap.failed_reason
     assert status_entries(snap) == [(1, 100)]
@@ -433,7 +427,7 @@ def test_current_dying_is_respawned_at_once() -> None:
     assert spawns(acts) == [2]
     assert "died unexpectedly" in logs(acts)
     assert state(s, 1) is None
-    assert entries(acts) == []
+    assert entries(s) == []
 
 
 def test_long_lived_current_dying_is_respawned_at_once_every_time() -> None:
@@ -483,7 +477,7 @@ def test_old_generation_dying_is_only_logged() -> None:
     assert spawns(acts) == []
     assert kills(acts) == [Kill(100, TERM, group=True)]  # only its leftovers
     assert "old worker 100 died" in logs(acts)
-    assert entries(acts) == [(2, 200)]
+    assert entries(s) == [(2, 200)]
     assert s.next_deadline() is None
 
 
@@ -542,7 +536,7 @@ def test_term_signals_all_and_exits_when_all_are_gone() -> None:
     acts = exited(s, 1, 10.7)
     assert exits(acts) == [0]
     assert spawns(acts) == []
-    assert entries(acts) == []
+    assert entries(s) == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGQUIT])
@@ -644,7 +638,7 @@ def test_wait_ready_ignores_the_interval_and_starts_on_ready() -> None:
     assert s.gens[1].started_at == 2.5
     assert s.gens[1].ready
     assert upstream(acts) == ["READY=1\nSTATUS=generation 1 (pid 100) is serving"]
-    assert entries(acts) == [(1, 100)]
+    assert entries(s) == [(1, 100)]
     assert s.next_deadline() is None
 
 
@@ -669,7 +663,7 @@ def test_ready_timeout_stops_the_generation_as_a_failed_start() -> None:
     assert state(s, 2) is State.RETIRING
     assert state(s, 1) is State.ACTIVE  # the old one keeps serving
     assert "not ready after 10 s" in logs(acts)
-    snap = publishes(acts)[-1]
+    snap = s.snapshot()
     assert snap.failed_number == 2
     assert "not ready" in snap.failed_reason
     assert status_entries(snap) == [(1, 100)]
@@ -706,8 +700,8 @@ def test_ready_before_interval_ends_the_start_check() -> None:
 def test_status_notification_is_published() -> None:
     s = make()
     boot(s)
-    acts = s.handle(Notified(1, {"STATUS": "serving 3 clients"}), 2.0)
-    snap = publishes(acts)[-1]
+    s.handle(Notified(1, {"STATUS": "serving 3 clients"}), 2.0)
+    snap = s.snapshot()
     assert snap.generations[0].status == "serving 3 clients"
     assert s.handle(Notified(1, {"STATUS": "serving 3 clients"}), 2.1) == []
 
@@ -825,16 +819,18 @@ def test_publish_views_and_status_entries_through_a_restart() -> None:
     s = make(interval=1.0)
     boot(s)
     sig(s, signal.SIGHUP, 10.0)
-    acts = spawned(s, 2, 10.0)
-    snap = publishes(acts)[-1]
+    spawned(s, 2, 10.0)
+    snap = s.snapshot()
     assert [(g.number, g.pid, g.state) for g in snap.generations] == [
         (1, 100, State.ACTIVE),
         (2, 200, State.STARTING),
     ]
     assert snap.generations[1].started_at is None
     assert status_entries(snap) == [(1, 100)]  # the starting one is not listed yet
-    assert entries(tick(s, 11.0)) == [(1, 100), (2, 200)]  # both live, old one retiring
-    assert entries(exited(s, 1, 11.5)) == [(2, 200)]
+    tick(s, 11.0)
+    assert entries(s) == [(1, 100), (2, 200)]  # both live, old one retiring
+    exited(s, 1, 11.5)
+    assert entries(s) == [(2, 200)]
 
 
 def test_publish_last_number_counts_failed_attempts() -> None:
@@ -842,18 +838,21 @@ def test_publish_last_number_counts_failed_attempts() -> None:
     start(s, 0.0)
     exited(s, 1, 0.1)
     tick(s, 1.0)
-    acts = spawned(s, 2, 1.0)
-    snap = publishes(acts)[-1]
+    spawned(s, 2, 1.0)
+    snap = s.snapshot()
     assert snap.last_number == 2
     assert snap.failed_number == 1
-    acts = tick(s, 2.0)
-    assert entries(acts) == [(2, 200)]
+    tick(s, 2.0)
+    assert entries(s) == [(2, 200)]
 
 
-def test_no_publish_when_nothing_changed() -> None:
+def test_snapshot_unchanged_when_nothing_changed() -> None:
+    """The loop writes the status files only when the snapshot differs."""
     s = make()
     boot(s)
-    assert publishes(tick(s, 50.0)) == []
+    before = s.snapshot()
+    tick(s, 50.0)
+    assert s.snapshot() == before
 
 
 def test_event_sequence_helper() -> None:

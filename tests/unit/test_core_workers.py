@@ -18,7 +18,6 @@ from start_server.core import (
     Measured,
     Notified,
     Policy,
-    Publish,
     Signalled,
     Spawn,
     Spawned,
@@ -58,10 +57,8 @@ def measures(acts: list[Action]) -> list[tuple[int, ...]]:
     return [a.pids for a in acts if isinstance(a, Measure)]
 
 
-def entries(acts: list[Action]) -> list[tuple[int, int]]:
-    snaps = [a for a in acts if isinstance(a, Publish)]
-    assert snaps
-    return status_entries(snaps[-1])
+def entries(s: Supervisor) -> list[tuple[int, int]]:
+    return status_entries(s.snapshot())
 
 
 def states(s: Supervisor, n: int) -> dict[int, State]:
@@ -90,10 +87,10 @@ def test_generation_starts_only_when_every_worker_has() -> None:
     s.handle(Notified(1, {"READY": "1"}, 100), 0.5)
     s.handle(Notified(1, {"READY": "1"}, 101), 0.6)
     assert s.gens[1].state is State.STARTING
-    acts = s.handle(Notified(1, {"READY": "1"}, 102), 0.7)
+    s.handle(Notified(1, {"READY": "1"}, 102), 0.7)
     assert s.gens[1].state is State.ACTIVE
     # The status file lists every worker, one GEN:PID line each.
-    assert entries(acts) == [(1, 100), (1, 101), (1, 102)]
+    assert entries(s) == [(1, 100), (1, 101), (1, 102)]
 
 
 def test_a_dead_worker_is_replaced_alone_in_its_generation() -> None:

@@ -1,0 +1,54 @@
+"""The loop: one queue of events, the status published from the core's latest
+state, and timers that cannot overflow or recurse."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from support import APP, PY, Harness, free_port, http_get, wait_until
+
+
+def _json_view(status: str) -> list[tuple[int, str]]:
+    with open(status + ".json") as fh:
+        detail = json.load(fh)
+    return [(g["generation"], g["state"]) for g in detail["generations"]]
+
+
+def test_status_shows_the_first_generation_while_it_starts(run: Harness) -> None:
+    """The .json once said "generations": [] for the whole start check: an older
+    snapshot was written after a newer one."""
+    port = free_port()
+    status = str(run.tmp / "status")
+    s = run.start(f"--port=127.0.0.1:{port}", f"--status-file={status}",
+                  "--interval=60", "--", PY, APP)
+    s.wait_line(r"starting new worker")
+    wait_until(lambda: _json_view(status) == [(1, "starting")], timeout=20,
+               what="generation 1 shown starting")
+    s.signal(signal.SIGTERM)
+    assert s.wait() == 0
+
+
+def test_status_shows_the_new_generation_starting_after_hup(run: Harness) -> None:
+    port = free_port()
+    status = str(run.tmp / "status")
+    pid_file = str(run.tmp / "pid")
+    envdir = run.envdir(APP_EXTRA="")
+    s = run.start(f"--port=127.0.0.1:{port}", f"--status-file={status}", f"--pid-file={pid_file}",
+                  f"--envdir={envdir}", "--wait-ready", "--", PY, APP, "--notify")
+    s.wait_line(r"gen=1 .*is now running")
+    run.envdir(APP_EXTRA="--notify-delay 60")  # generation 2 stays starting
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_line(r"gen=2 .*starting new worker", start=mark)
+
+    def shown() -> list[tuple[int, str]]:
+        out = run.run("--status", "--json", f"--pid-file={pid_file}", f"--status-file={status}")
+        assert out.returncode == 0, out.stderr
+        return [(g["generation"], g["state"]) for g in json.loads(out.stdout)["generations"]]
+
+    wait_until(lambda: shown() == [(1, "active"), (2, "starting")], timeout=20,
+               what="--status showing generation 2 starting")
+    assert http_get(port).startswith("gen=1 ")
+    s.signal(signal.SIGTERM)
+    assert s.wait() == 0

@@ -14,6 +14,7 @@ import click
 
 from . import __version__
 from .cli import fail
+from .helptext import HelpCommand, version_message
 
 if TYPE_CHECKING:
     from .config import Config
@@ -27,7 +28,7 @@ CONTEXT = {
 }
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(cls=HelpCommand, context_settings=CONTEXT)
 @click.option(
     "--port",
     multiple=True,
@@ -135,19 +136,21 @@ CONTEXT = {
     "--restart",
     "mode",
     flag_value="restart",
-    help="Client: HUP the running starter, wait until the new generation took over.",
+    help="Client: HUP the running starter, wait until the new generation took over "
+    "(needs --pid-file, --status-file).",
 )
 @click.option(
     "--stop",
     "mode",
     flag_value="stop",
-    help="Client: TERM the running starter, wait until it exited.",
+    help="Client: TERM the running starter, wait until it exited (needs --pid-file).",
 )
 @click.option(
     "--status",
     "mode",
     flag_value="status",
-    help="Client: show the generations of the running starter.",
+    help="Client: show the generations of the running starter "
+    "(needs --pid-file, --status-file).",
 )
 @click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
 @click.option("--timeout", metavar="SECONDS", help="Deadline of --restart and --stop (default 60).")
@@ -158,7 +161,7 @@ CONTEXT = {
     "'command: [prog, args...]'. The command line wins over the file, the file over "
     "environment variables.",
 )
-@click.version_option(__version__, "--version", message="%(version)s")
+@click.version_option(__version__, "--version", message=version_message())
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(
     mode: Optional[str], as_json: bool, **options: Any

@@ -15,7 +15,6 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -30,7 +29,6 @@ from .core import (
     Log,
     Measure,
     Measured,
-    Notified,
     NotifyUpstream,
     Publish,
     Signalled,
@@ -42,6 +40,7 @@ from .core import (
     Tick,
 )
 from .files import PidFile, StatusFile
+from .notify import NotifySockets
 from .sockets import (
     LISTEN_VARS,
     Bound,
@@ -129,34 +128,6 @@ def wakeup_signals(signums: tuple[int, ...]) -> Iterator[socket.socket]:
         write_sock.close()
 
 
-def belongs(pid: int, root: int) -> Optional[bool]:
-    """Is ``pid`` the generation's main process or in its tree? None if it is gone."""
-    if pid == root:
-        return True
-    try:
-        if os.getpgid(pid) == root:
-            return True
-    except ProcessLookupError:
-        return None
-    seen = 0
-    cur: Optional[int] = pid
-    while cur and cur > 1 and seen < 64:
-        cur = effects.parent_of(cur)
-        if cur == root:
-            return True
-        seen += 1
-    return False
-
-
-def parse_notify(data: bytes) -> dict[str, str]:
-    fields = {}
-    for line in data.decode(errors="replace").split("\n"):
-        key, sep, value = line.partition("=")
-        if sep and key:
-            fields[key] = value
-    return fields
-
-
 class Starter:
     """Owns the selector, the notify sockets and the core; performs its actions."""
 
@@ -178,7 +149,7 @@ class Starter:
         self.reopen_logs = reopen_logs
         self.sup = Supervisor(config.policy)
         self.sel = selectors.DefaultSelector()
-        self.notify_socks: dict[int, socket.socket] = {}
+        self.notify = NotifySockets(self.sel)
         self.exit_code: Optional[int] = None
         self.port_env = env_value(bound)
         # --listen-fds: systemd's protocol too; the sockets then sit on fds 3, 4, ...
@@ -203,9 +174,7 @@ class Starter:
                 except Exception:
                     self._crashed(wake)
             finally:
-                for sock in self.notify_socks.values():
-                    sock.close()
-                self.notify_socks.clear()
+                self.notify.close()
                 self.sel.close()
         assert self.exit_code is not None
         return self.exit_code
@@ -215,8 +184,11 @@ class Starter:
             self._dispatch()
             if self.exit_code is not None:
                 return
-            ready = self.sel.select(wait_time(self.sup.next_deadline(), time.monotonic(),
+            due = [d for d in (self.sup.next_deadline(), self.notify.next_deadline())
+                   if d is not None]
+            ready = self.sel.select(wait_time(min(due) if due else None, time.monotonic(),
                                               bool(self.queue)))
+            self.notify.run_due(time.monotonic())
             self.queue.extend(self._gather(ready, wake))
             if not self.queue:
                 self.queue.append(Tick())
@@ -253,7 +225,8 @@ class Starter:
             if key.data is None:
                 signums.extend(self._drain(wake))
             else:
-                events.extend(self._read_notify(key.data, key.fileobj))  # type: ignore[arg-type]
+                gen = self.sup.gens.get(key.data)
+                events.extend(self.notify.read(key.data, gen, time.monotonic()))
         reaped = effects.reap()
         if any(self.sup.by_pid(pid) is not None for pid, _ in reaped):
             # A worker is gone: what it left behind was re-parented to us.
@@ -316,10 +289,7 @@ class Starter:
                 break
             for action in self.sup.handle(self.queue.popleft(), now):
                 self._perform(action)
-        for number in [n for n in self.notify_socks if n not in self.sup.gens]:
-            sock = self.notify_socks.pop(number)
-            self.sel.unregister(sock)
-            sock.close()
+        self.notify.prune(self.sup.gens)
         self._publish(self.sup.snapshot())
         self._flush_log()
 
@@ -366,7 +336,7 @@ class Starter:
         env.update(self.listen_env)
         event: Event
         try:
-            env["NOTIFY_SOCKET"] = self._notify_address(number)
+            env["NOTIFY_SOCKET"] = self.notify.address(number)
             pid = effects.spawn(
                 self.config.command,
                 env,
@@ -379,48 +349,6 @@ class Starter:
         else:
             event = Spawned(number, pid, overrides, slot, _uniform())
         return event
-
-    def _notify_address(self, number: int) -> str:
-        """A private datagram socket per generation (abstract namespace), made once."""
-        sock = self.notify_socks.get(number)
-        if sock is None:
-            name = f"start_server/{os.getpid()}/{number}/{os.urandom(4).hex()}"
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-            sock.bind("\0" + name)
-            self.notify_socks[number] = sock
-            self.sel.register(sock, selectors.EVENT_READ, number)
-        name = sock.getsockname()
-        text = name.decode() if isinstance(name, bytes) else str(name)
-        return "@" + text.lstrip("\0")
-
-    def _read_notify(self, number: int, sock: socket.socket) -> list[Event]:
-        out: list[Event] = []
-        creds_size = socket.CMSG_SPACE(struct.calcsize("iII"))
-        while True:
-            try:
-                data, anc, _flags, _addr = sock.recvmsg(4096, creds_size)
-            except BlockingIOError:
-                return out
-            sender = None
-            for level, kind, payload in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                    sender = struct.unpack("iII", payload[: struct.calcsize("iII")])[0]
-            g = self.sup.gens.get(number)
-            if g is None:
-                continue
-            worker: Optional[int] = None
-            if sender is not None:
-                verdicts = {w.pid: belongs(sender, w.pid) for w in g.workers}
-                worker = next((pid for pid, v in verdicts.items() if v), None)
-                if worker is None and all(v is False for v in verdicts.values()):
-                    effects.log(
-                        f"ignoring a notification from pid {sender}: "
-                        f"not part of generation {number}"
-                    )
-                    continue
-            out.append(Notified(number, parse_notify(data), worker))
 
     def _publish(self, snap: Publish) -> None:
         """Write the status files when they would say something new."""

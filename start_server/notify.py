@@ -1,0 +1,277 @@
+"""The generations' notify sockets: where sd_notify datagrams arrive, and who may send them.
+
+Each generation gets its own datagram socket, a file in a private directory
+the starter made (mode 0700; 0711 with ``--user``, the socket itself then
+owned by that user with mode 0600), so that no other user can even connect.
+That keeps strangers out; it does not keep out a process of the same user
+that is no part of the generation. So a datagram counts only when the
+kernel's credentials of its sender (``SCM_CREDENTIALS``: the pid at the time
+it was sent) name a process that is, when the datagram is read, alive and in
+the generation's process tree. A sender that has already exited cannot be
+placed and is dropped: accepting it would let anyone fake readiness by
+sending and exiting at once. ``systemd-notify`` stays alive until its
+message has been read (it waits on a barrier), so it is placed.
+
+A flood costs little: at most ``BATCH`` datagrams are read per wake-up and
+``BUDGET`` per second from one socket; over budget the socket is left unread
+until the second is over (its senders block or fail, nothing is lost that a
+generation sent). Dropped datagrams are counted and logged at most once per
+second per generation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import socket
+import struct
+
+from . import effects
+from .core import Notified
+
+TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
+if TYPE_CHECKING:
+    from collections.abc import Collection
+    from typing import Optional
+
+    from .core import Generation
+
+BATCH = 32  # datagrams read from one socket per wake-up
+BUDGET = 256  # datagrams read from one socket per second
+WINDOW = 1.0  # seconds: the budget's period, and the least time between two drop summaries
+_UCRED = struct.Struct("iII")  # pid, uid, gid
+_CREDS_SPACE = socket.CMSG_SPACE(_UCRED.size)
+_MAX_SUN_PATH = 100  # of sun_path's 108 bytes, with room for "/<number>"
+
+
+def belongs(pid: int, root: int) -> Optional[bool]:
+    """Is ``pid`` the generation's main process or in its tree? None if it is gone.
+
+    In its tree: a descendant of ``root``, or in ``root``'s process group (a
+    child that daemonized has the starter for parent, but keeps the group).
+    """
+    if pid <= 0:
+        return False  # pid 0: a sender in a PID namespace we cannot see into
+    if pid == root:
+        return True
+    try:
+        if os.getpgid(pid) == root:
+            return True
+    except ProcessLookupError:
+        return None
+    seen = 0
+    cur: Optional[int] = pid
+    while cur and cur > 1 and seen < 64:
+        cur = effects.parent_of(cur)
+        if cur == root:
+            return True
+        seen += 1
+    return False
+
+
+def parse_notify(data: bytes) -> dict[str, str]:
+    fields = {}
+    for line in data.decode(errors="replace").split("\n"):
+        key, sep, value = line.partition("=")
+        if sep and key:
+            fields[key] = value
+    return fields
+
+
+def sender(ancillary: list[tuple[int, int, bytes]]) -> tuple[int, int]:
+    """The sender's (pid, uid) from the kernel's credentials; (0, -1) without them."""
+    for level, kind, payload in ancillary:
+        ucred = level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
+        if ucred and len(payload) >= _UCRED.size:
+            pid, uid, _gid = _UCRED.unpack(payload[: _UCRED.size])
+            return pid, uid
+    return 0, -1
+
+
+class _Channel:
+    """One generation's socket, its read budget and its uncounted drops."""
+
+    def __init__(self, sock: socket.socket, path: Optional[str]) -> None:
+        self.sock = sock
+        self.path = path  # None: an abstract socket (no private directory could be made)
+        self.window_start = 0.0
+        self.reads = 0
+        self.paused = False
+        self.dropped = 0  # since the last summary
+        self.last_drop = ""  # who sent the last dropped datagram, and why
+        self.summarised_at: Optional[float] = None
+
+
+class NotifySockets:
+    """The notify sockets of every live generation, registered in the loop's selector.
+
+    The selector key's data is the generation number.
+    """
+
+    def __init__(self, sel: selectors.BaseSelector, owner: Optional[tuple[int, int]] = None):
+        self.sel = sel
+        self.owner = owner  # (uid, gid) of the workers when not the starter's own
+        self.dir: Optional[str] = None
+        self._no_dir = False  # making the directory failed once: abstract sockets from then on
+        self.channels: dict[int, _Channel] = {}
+
+    # ---- sockets ------------------------------------------------------------
+
+    def address(self, number: int) -> str:
+        """The generation's NOTIFY_SOCKET value: a path, or ``@name`` if no directory."""
+        ch = self.channels.get(number)
+        if ch is None:
+            ch = self._open(number)
+            self.channels[number] = ch
+            self.sel.register(ch.sock, selectors.EVENT_READ, number)
+        if ch.path is not None:
+            return ch.path
+        name = ch.sock.getsockname()
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        return "@" + text.lstrip("\0")
+
+    def _open(self, number: int) -> _Channel:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            directory = self._directory()
+            if directory is None:
+                name = f"start_server/{os.getpid()}/{number}/{os.urandom(8).hex()}"
+                sock.bind("\0" + name)
+                return _Channel(sock, None)
+            path = os.path.join(directory, str(number))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # ours: the directory is the starter's alone
+            sock.bind(path)
+            os.chmod(path, 0o600)
+            if self.owner is not None:
+                os.chown(path, *self.owner, follow_symlinks=False)
+            return _Channel(sock, path)
+        except BaseException:
+            sock.close()
+            raise
+
+    def _directory(self) -> Optional[str]:
+        """The private directory, made on first use; None where none can be made."""
+        if self.dir is not None or self._no_dir:
+            return self.dir
+        base = os.environ.get("TMPDIR") or "/tmp"
+        if not os.path.isabs(base) or len(base) > _MAX_SUN_PATH - 40:
+            base = "/tmp"
+        path = os.path.join(base, f"start_server.{os.getpid()}.{os.urandom(6).hex()}")
+        try:
+            os.mkdir(path, 0o700)  # a fresh name: never a directory someone planted
+            # The workers' user may pass through to its socket, but not list or write.
+            os.chmod(path, 0o711 if self.owner is not None else 0o700)
+        except OSError as exc:
+            effects.log(
+                f"cannot make a private directory for the notify sockets in {base}: "
+                f"{exc.strerror}; using abstract sockets (senders are still checked)"
+            )
+            self._no_dir = True
+            return None
+        self.dir = path
+        return path
+
+    def prune(self, live: Collection[int]) -> None:
+        """Close the sockets of generations that are gone."""
+        for number in [n for n in self.channels if n not in live]:
+            self._summarise(number, self.channels[number])
+            self._close(self.channels.pop(number))
+
+    def _close(self, ch: _Channel) -> None:
+        if not ch.paused:
+            self.sel.unregister(ch.sock)
+        ch.sock.close()
+        if ch.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(ch.path)
+
+    def close(self) -> None:
+        self.prune(())
+        if self.dir is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.dir)
+            self.dir = None
+
+    # ---- datagrams ----------------------------------------------------------
+
+    def read(self, number: int, gen: Optional[Generation], now: float) -> list[Notified]:
+        """What the generation's processes said since the last read (a bounded batch)."""
+        ch = self.channels.get(number)
+        if ch is None:
+            return []
+        if now - ch.window_start >= WINDOW:
+            ch.window_start, ch.reads = now, 0
+        out: list[Notified] = []
+        placed: dict[int, tuple[Optional[int], str]] = {}  # sender pid -> (worker, why not)
+        for _ in range(BATCH):
+            if ch.reads >= BUDGET:
+                self.sel.unregister(ch.sock)  # until the window is over: see run_due
+                ch.paused = True
+                break
+            try:
+                data, anc, _flags, _addr = ch.sock.recvmsg(4096, _CREDS_SPACE)
+            except (BlockingIOError, InterruptedError):
+                break
+            ch.reads += 1
+            pid, uid = sender(anc)
+            if pid not in placed:
+                placed[pid] = _place(pid, gen)
+            worker, why = placed[pid]
+            if worker is None:
+                ch.dropped += 1
+                ch.last_drop = f"pid {pid}, uid {uid}: {why}"
+                continue
+            out.append(Notified(number, parse_notify(data), worker))
+        if ch.dropped and (ch.summarised_at is None or now - ch.summarised_at >= WINDOW):
+            self._summarise(number, ch, now)
+        return out
+
+    def _summarise(self, number: int, ch: _Channel, now: Optional[float] = None) -> None:
+        if not ch.dropped:
+            return
+        what = "a notification" if ch.dropped == 1 else f"{ch.dropped} notifications"
+        effects.log(
+            f"ignored {what} to generation {number} from outside it (last: {ch.last_drop})"
+        )
+        ch.dropped = 0
+        if now is not None:
+            ch.summarised_at = now
+
+    def next_deadline(self) -> Optional[float]:
+        """When a paused socket may be read again, or held-back drops are due in the log."""
+        due = [
+            ch.window_start + WINDOW for ch in self.channels.values() if ch.paused
+        ] + [
+            ch.summarised_at + WINDOW
+            for ch in self.channels.values()
+            if ch.dropped and ch.summarised_at is not None
+        ]
+        return min(due) if due else None
+
+    def run_due(self, now: float) -> None:
+        for number, ch in self.channels.items():
+            if ch.paused and now >= ch.window_start + WINDOW:
+                ch.paused = False
+                ch.window_start, ch.reads = now, 0
+                self.sel.register(ch.sock, selectors.EVENT_READ, number)
+            if ch.dropped and ch.summarised_at is not None and now >= ch.summarised_at + WINDOW:
+                self._summarise(number, ch, now)
+
+
+def _place(pid: int, gen: Optional[Generation]) -> tuple[Optional[int], str]:
+    """The worker whose tree ``pid`` is in (checked now), or None and why not."""
+    if gen is None:
+        return None, "the generation is gone"
+    if pid <= 0:
+        return None, "no credentials"
+    gone = False
+    for w in gen.workers:
+        verdict = belongs(pid, w.pid)
+        if verdict:
+            return w.pid, ""
+        gone = gone or verdict is None
+    return None, "already exited" if gone else "not in its process tree"

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from .files import FileError, json_path, parse_pid, parse_status, read_json, read_pid
+from .files import FileError, json_path, parse_pid, parse_status, read_json
 from .values import ConfigError, option_value, seconds_value
 
 TYPE_CHECKING = False  # typing costs the client milliseconds at every deploy
@@ -116,36 +116,64 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _check_held(pid_file: str, fd: int, pid: int) -> None:
-    """Refuse a pid file that names a dead pid, or one no starter holds locked.
+NOT_RUNNING = "no start_server is running with this pid file"
 
-    A starter holds the lock for its whole life (ours and the original), so a
-    free lock means a stale file whose pid may since belong to anybody: never
-    signal it.
+
+def _open_held(pid_file: str) -> tuple[int, int]:
+    """``(fd, pid)`` of the running starter's pid file, open and checked.
+
+    Every client says the same when no starter runs with that file (missing,
+    empty, a dead pid, a lock nobody holds). A starter holds the lock for its
+    whole life (ours and the original), so a free lock means a stale file
+    whose pid may since belong to anybody: never signal it.
     """
-    if not _alive(pid):
-        raise ControlError(f"--pid-file={pid_file}: names pid {pid}, which is not running")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return  # held: a starter is running
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    raise ControlError(
-        f"--pid-file={pid_file}: names pid {pid}, but no start_server holds the file's "
-        "lock (a stale pid file?); not signalling it"
-    )
-
-
-def _starter_pid(pid_file: str) -> int:
-    pid = read_pid(pid_file)
     try:
         fd = os.open(pid_file, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ControlError(
+            f"--pid-file={pid_file}: {NOT_RUNNING} (there is no such file)"
+        ) from None
     except OSError as exc:
         raise ControlError(f"--pid-file={pid_file}: cannot open: {exc.strerror}") from None
     try:
-        _check_held(pid_file, fd, pid)
-    finally:
+        return fd, _held_pid(pid_file, fd)
+    except BaseException:
         os.close(fd)
+        raise
+
+
+def _held_pid(pid_file: str, fd: int) -> int:
+    try:
+        text = os.pread(fd, 64, 0).decode(errors="replace")
+    except OSError as exc:
+        raise ControlError(f"--pid-file={pid_file}: cannot read: {exc.strerror}") from None
+    pid = parse_pid(text)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        held = True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        held = False
+    if pid is None:
+        if held:  # locked, pid not written yet
+            raise ControlError(f"--pid-file={pid_file}: no pid in it yet (still starting?)")
+        raise ControlError(f"--pid-file={pid_file}: {NOT_RUNNING} (it has no pid in it)")
+    if not _alive(pid):
+        raise ControlError(
+            f"--pid-file={pid_file}: {NOT_RUNNING} (it names pid {pid}, which is not running)"
+        )
+    if not held:
+        raise ControlError(
+            f"--pid-file={pid_file}: {NOT_RUNNING} (it names pid {pid}, but nothing holds "
+            "its lock: a stale file); not signalling it"
+        )
+    return pid
+
+
+def _starter_pid(pid_file: str) -> int:
+    fd, pid = _open_held(pid_file)
+    os.close(fd)
     return pid
 
 
@@ -217,15 +245,8 @@ def restart(config: ClientOptions) -> int:
 def stop(config: ClientOptions) -> int:
     """TERM the starter; 0 once it released its pid-file lock (it has exited)."""
     assert config.pid_file
+    fd, pid = _open_held(config.pid_file)
     try:
-        fd = os.open(config.pid_file, os.O_RDWR | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ControlError(f"--pid-file={config.pid_file}: cannot open: {exc.strerror}") from None
-    try:
-        pid = parse_pid(os.pread(fd, 64, 0).decode(errors="replace"))
-        if pid is None:
-            raise ControlError(f"--pid-file={config.pid_file}: no pid in it")
-        _check_held(config.pid_file, fd, pid)
         print(f"stop_server (pid:{os.getpid()}) stopping now (pid:{pid})...", file=sys.stderr)
         os.kill(pid, signal.SIGTERM)
         # The starter holds the lock for life; a blocking flock returns when it is gone.

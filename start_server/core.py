@@ -229,6 +229,8 @@ if TYPE_CHECKING:
     Action = Union[Spawn, Kill, Measure, Log, NotifyUpstream, Exit]
 
 
+HINT_AFTER_FAILURES = 3  # failed first starts before the log says what usually causes them
+
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 
 
@@ -257,6 +259,8 @@ class Supervisor:
         self.failed_number: Optional[int] = None
         self.failed_reason = ""
         self.ever_started = False
+        self.port_env = ""  # SERVER_STARTER_PORT as a generation gets it (for the hint)
+        self.has_served = False  # a worker ran past --min-uptime, or was replaced by a restart
         self.next_measure: Optional[float] = None
         self.leftovers: dict[int, Optional[float]] = {}  # pid -> when signalled (None: killed)
         self._out: list[Action] = []
@@ -411,6 +415,7 @@ class Supervisor:
         if self.policy.max_memory is not None and self.next_measure is None:
             self.next_measure = now + self.policy.memory_check_interval
         olds = [o for o in self.gens.values() if o.state is State.ACTIVE and o is not g]
+        self.has_served = self.has_served or bool(olds)
         sig = signal_name(self.policy.signal_on_hup)
         old_pids = sorted(w.pid for o in olds for w in o.workers)
         pids = ",".join(str(p) for p in old_pids) or "none"
@@ -469,6 +474,24 @@ class Supervisor:
         self._log(f"next attempt in {wait:.3g} s (failed starts in a row: {self.failures})")
         self.restart_pending = False  # the next attempt runs the newest code anyway
 
+    def _never_started_hint(self) -> str:
+        """One line on what usually keeps the first generation from starting."""
+        causes = ["the command exits at once (run it by hand to see why)"]
+        if self.port_env:
+            first = self.port_env.split(";")[0]
+            causes.append(
+                "the app binds the port itself ('Address already in use') instead of "
+                f"using the socket it inherits: SERVER_STARTER_PORT={self.port_env} "
+                f"(fd {first.rsplit('=', 1)[1]} for {first.rsplit('=', 1)[0]}; "
+                "listen_from_env() in Python)"
+            )
+        if self.policy.wait_ready:
+            causes.append("with --wait-ready, it never sends READY=1 to NOTIFY_SOCKET")
+        return (
+            f"hint: nothing has served after {self.failures} attempts; usually "
+            + "; or ".join(causes)
+        )
+
     def _fail_generation(self, g: Generation, now: float, reason: str) -> None:
         """Stop what is left of a generation that did not start, then count it."""
         for w in g.workers:
@@ -505,6 +528,7 @@ class Supervisor:
         """
         if self._uptime(w, now) >= self.policy.min_uptime:
             self.failures = 0
+            self.has_served = True
             return True
         self._count_failure(now, w)
         return self.failures <= 1
@@ -524,6 +548,9 @@ class Supervisor:
             self.failures = 0
         self.failures += 1
         self.last_failure_at = now
+        serving = any(w.state is State.ACTIVE for w in self.workers())
+        if self.failures == HINT_AFTER_FAILURES and not (self.has_served or serving):
+            self._log(self._never_started_hint())
 
     # ---- event handlers ---------------------------------------------------
 

@@ -154,6 +154,7 @@ class Starter:
         self.port_env = env_value(bound)
         # --listen-fds: systemd's protocol too; the sockets then sit on fds 3, 4, ...
         self.listen_env = listen_env(bound) if config.listen_fds and bound else {}
+        self.sup.port_env = self.listen_env.get("SERVER_STARTER_PORT", self.port_env)
         self.pass_fds = [b.fd for b in ordered(bound)]  # the order --listen-fds lays out
         self.helper_pids: tuple[int, ...] = ()  # our children that are no worker (a log command)
         self.queue: deque[Event] = deque()  # events not yet handled, oldest first

@@ -181,6 +181,12 @@ def dead_pid(ctx: Ctx) -> None:
     ctx.path("status").write_text(f"1:{proc.pid}\n")
 
 
+def empty_pid(ctx: Ctx) -> None:
+    """{tmp}/pid is empty and nobody holds it (a starter that died before writing)."""
+    ctx.path("pid").write_text("")
+    ctx.path("status").write_text("")
+
+
 def stale_pid_of_bystander(ctx: Ctx) -> None:
     """{tmp}/pid names a live process that is no starter: it must not be signalled."""
     bystander = subprocess.Popen(
@@ -330,21 +336,20 @@ ROWS = [
     Row("restart-without-status-file", ("--restart", "--pid-file={tmp}/pid"), 2,
         "--restart:", "--status-file"),
     Row("stop-without-pid-file", ("--stop",), 2, "--stop:", "requires --pid-file"),
-    # -- client modes and a pid file that names no starter
-    Row("restart-dead-pid",
-        ("--restart", "--pid-file={tmp}/pid", "--status-file={tmp}/status"), 1,
-        "--pid-file={tmp}/pid:", "names pid {dead}, which is not running", setup=dead_pid),
-    Row("stop-dead-pid", ("--stop", "--pid-file={tmp}/pid"), 1,
-        "--pid-file={tmp}/pid:", "names pid {dead}, which is not running", setup=dead_pid),
-    Row("stop-stale-pid-of-bystander", ("--stop", "--pid-file={tmp}/pid"), 1,
-        "--pid-file={tmp}/pid:", "names pid {bystander}, but no start_server holds",
-        setup=stale_pid_of_bystander),
-    Row("restart-stale-pid-of-bystander",
-        ("--restart", "--pid-file={tmp}/pid", "--status-file={tmp}/status"), 1,
-        "--pid-file={tmp}/pid:", "names pid {bystander}, but no start_server holds",
-        setup=stale_pid_of_bystander),
-    Row("stop-missing-pid-file", ("--stop", "--pid-file={tmp}/pid"), 1,
-        "--pid-file={tmp}/pid:", "No such file"),
+    # -- client modes and a pid file that names no starter: the same words for each
+    *(
+        Row(f"{mode}-{case}", (f"--{mode}", "--pid-file={tmp}/pid", "--status-file={tmp}/status"),
+            1, "--pid-file={tmp}/pid:", f"no start_server is running with this pid file ({why}",
+            setup=setup)
+        for mode in ("restart", "stop", "status")
+        for case, why, setup in (
+            ("missing-pid-file", "there is no such file)", None),
+            ("empty-pid-file", "it has no pid in it)", empty_pid),
+            ("dead-pid", "it names pid {dead}, which is not running)", dead_pid),
+            ("stale-pid-of-bystander",
+             "it names pid {bystander}, but nothing holds its lock", stale_pid_of_bystander),
+        )
+    ),
     # -- the system says no
     Row("port-in-use",
         ("--port=127.0.0.1:{port2}", "--port=127.0.0.1:{port}", "--pid-file={tmp}/pid",

@@ -93,7 +93,7 @@ def test_a_plain_client_call_does_not_import_click_or_the_core() -> None:
     )
     out = r.stdout.splitlines()
     assert out[0] == "1", r.stderr  # the pid file cannot be read: a system error, exit 1
-    assert "--pid-file=/none/p: cannot read" in r.stderr
+    assert "--pid-file=/none/p: no start_server is running with this pid file" in r.stderr
     loaded = ast.literal_eval(out[1])
     assert loaded == [
         "start_server",

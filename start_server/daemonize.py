@@ -29,7 +29,8 @@ class LogTarget:
         self.pid: Optional[int] = None
 
     def _open_file(self) -> int:
-        return os.open(self.spec, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.open(self.spec, flags, 0o644)
 
     def open(self) -> None:
         """Open the target; the starter's lines go to it too from now on (``tee``)."""
@@ -39,11 +40,13 @@ class LogTarget:
         tee(self.fd)
 
     def _open(self) -> None:
+        from .files import cannot_open
+
         if self.command is None:
             try:
                 self.fd = self._open_file()
             except OSError as exc:
-                raise LogError(f"--log-file={self.spec}: cannot open: {exc.strerror}") from None
+                raise LogError(f"--log-file={self.spec}: {cannot_open(exc)}") from None
             return
         if not self.command:
             raise LogError(f"--log-file={self.spec}: empty command after '|'")
@@ -73,6 +76,7 @@ class LogTarget:
     def reopen(self) -> None:
         """SIGUSR1: a rotated file is replaced by a fresh one at the same path."""
         from .effects import log
+        from .files import cannot_open
 
         if self.command is not None:
             log("received USR1: the log goes to a command, nothing to reopen")
@@ -80,7 +84,8 @@ class LogTarget:
         try:
             fd = self._open_file()
         except OSError as exc:
-            log(f"received USR1: cannot reopen {self.spec}: {exc.strerror}; keeping the old one")
+            why = cannot_open(exc).replace("cannot open: ", "")
+            log(f"received USR1: cannot reopen {self.spec}: {why}; keeping the old one")
             return
         os.dup2(fd, 1)
         os.dup2(fd, 2)

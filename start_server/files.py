@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,14 +35,15 @@ class PidFile:
         self._created = False
 
     def acquire(self) -> None:
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
                 self._created = True
             except FileExistsError:
-                fd = os.open(self.path, os.O_RDWR)
+                fd = os.open(self.path, flags)
         except OSError as exc:
-            raise FileError(f"--pid-file={self.path}: cannot open: {exc.strerror}") from None
+            raise FileError(f"--pid-file={self.path}: {cannot_open(exc)}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -145,11 +147,83 @@ def json_path(status_file: str) -> str:
     return status_file + ".json"
 
 
+def cannot_open(exc: OSError) -> str:
+    """Why a file we write could not be opened; a symlink (ELOOP from O_NOFOLLOW) by name."""
+    if exc.errno == errno.ELOOP:
+        return "is a symbolic link; refusing to follow it"
+    return f"cannot open: {exc.strerror}"
+
+
+def create_new(path: str) -> int:
+    """A new file at ``path``, mode 0644, never through a symlink or over anything there."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    os.fchmod(fd, 0o644)  # readable by clients whatever the umask
+    return fd
+
+
 def write_atomic(path: str, data: str) -> None:
-    tmp = f"{path}.{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(data)
-    os.rename(tmp, path)
+    """Replace ``path`` by a file holding ``data``: a temporary file, then rename.
+
+    The temporary name is random and created exclusively, so nobody who can
+    write to the directory can plant a symlink there for us to write through;
+    rename replaces whatever is at ``path`` (a symlink included) without
+    following it.
+    """
+    for _ in range(8):
+        tmp = f"{path}.{os.urandom(6).hex()}.tmp"
+        try:
+            fd = create_new(tmp)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(errno.EEXIST, "no free temporary name", path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(data)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _writable_by_others(directory: str) -> Optional[str]:
+    """Who else may write to ``directory`` (None: only root, or sticky and root-owned)."""
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return None
+    if st.st_mode & stat.S_ISVTX and st.st_uid == 0:
+        return None  # like /tmp: others may add files, not replace ours
+    if st.st_uid != 0:
+        return f"its owner (uid {st.st_uid})"
+    if st.st_mode & stat.S_IWOTH:
+        return "every user"
+    if st.st_mode & stat.S_IWGRP and st.st_gid != 0:
+        return f"group {st.st_gid}"
+    return None
+
+
+def directory_warnings(files: list[tuple[str, str]]) -> list[str]:
+    """For a root starter: one warning per directory of ``(option, path)`` files that
+    another user can write to, since whoever can write there can replace the files."""
+    if os.geteuid() != 0:
+        return []
+    by_dir: dict[str, list[str]] = {}
+    for option, path in files:
+        by_dir.setdefault(os.path.dirname(os.path.abspath(path)), []).append(option)
+    out = []
+    for directory, options in by_dir.items():
+        who = _writable_by_others(directory)
+        if who is not None:
+            out.append(
+                f"warning: the directory {directory} of {' and '.join(options)} is writable "
+                f"by {who}, who can replace the files the root starter keeps there (a pid "
+                "file naming another process makes --stop signal it): use a directory only "
+                "root can write, such as /run/start_server/"
+            )
+    return out
 
 
 def read_json(path: str) -> Optional[dict[str, Any]]:

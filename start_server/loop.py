@@ -39,7 +39,7 @@ from .core import (
     Supervisor,
     Tick,
 )
-from .files import PidFile, StatusFile
+from .files import PidFile, StatusFile, directory_warnings
 from .notify import NotifySockets
 from .sockets import (
     LISTEN_VARS,
@@ -380,6 +380,14 @@ def child_base_env(config: Config, environ: Mapping[str, str]) -> dict[str, str]
     return env
 
 
+def written_files(config: Config) -> list[tuple[str, str]]:
+    """The files the starter writes, as (option, path)."""
+    out = [("--pid-file", config.pid_file), ("--status-file", config.status_file)]
+    if config.log_file is not None and not config.log_file.lstrip().startswith("|"):
+        out.append(("--log-file", config.log_file))
+    return [(option, path) for option, path in out if path is not None]
+
+
 def serve(config: Config, environ: Mapping[str, str]) -> int:
     """Set everything up, run the loop, and leave nothing behind."""
     from .daemonize import LogTarget, daemonize
@@ -403,6 +411,8 @@ def serve(config: Config, environ: Mapping[str, str]) -> int:
             logs = LogTarget(config.log_file)
             logs.open()
         effects.log(f"start_server (pid:{os.getpid()}) starting now...")
+        for warning in directory_warnings(written_files(config)):
+            effects.log(warning)
         if foreign is not None:
             effects.log(foreign)
         for b in bound:

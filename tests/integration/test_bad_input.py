@@ -243,6 +243,15 @@ def running_starter(ctx: Ctx) -> None:
     ctx.checks.append(intact)
 
 
+def symlinks_to_victim(ctx: Ctx) -> None:
+    """{tmp}/pid and {tmp}/log are symlinks to {tmp}/victim, which must stay as it is."""
+    victim = ctx.path("victim")
+    victim.write_text("keep me\n")
+    for name in ("pid", "log"):
+        ctx.path(name).symlink_to(victim)
+    ctx.checks.append(lambda: _assert_text(victim, "keep me\n"))
+
+
 def _assert_text(path: Path, text: str) -> None:
     assert path.read_text() == text, f"{path} was changed"
 
@@ -383,6 +392,12 @@ ROWS = [
         "--envdir={tmp}/envfile:", "not a directory", setup=envdir_file),
     Row("ENVDIR-env-not-a-directory", CMD, 2, "ENVDIR={tmp}/envfile:", "not a directory",
         env={"ENVDIR": "{tmp}/envfile"}, setup=envdir_file),
+    Row("pid-file-is-a-symlink", ("--pid-file={tmp}/pid", *CMD), 1,
+        "--pid-file={tmp}/pid:", "is a symbolic link; refusing to follow it",
+        setup=symlinks_to_victim),
+    Row("log-file-is-a-symlink", ("--log-file={tmp}/log", *CMD), 1,
+        "--log-file={tmp}/log:", "is a symbolic link; refusing to follow it",
+        setup=symlinks_to_victim),
     # -- the server program
     Row("no-command", ("--port=127.0.0.1:{port}",), 2, "server program not specified"),
     Row("command-not-found", ("--", "no-such-program-b4d1nput"), 2,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from start_server import files
 from start_server.effects import read_envdir
 from start_server.files import (
     FileError,
@@ -276,3 +277,30 @@ def test_read_envdir_reflects_changes_between_reads(tmp_path: Path) -> None:
 def test_read_envdir_none_or_missing_is_empty(tmp_path: Path) -> None:
     assert read_envdir(None) == {}
     assert read_envdir(str(tmp_path / "missing")) == {}  # logged, not fatal
+
+
+def test_create_new_refuses_a_symlink_and_leaves_its_target_alone(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    for target in (victim, tmp_path / "absent"):
+        link = tmp_path / f"link-to-{target.name}"
+        link.symlink_to(target)
+        with pytest.raises(FileExistsError):
+            files.create_new(str(link))
+    assert victim.read_text() == "keep me\n"
+    assert not (tmp_path / "absent").exists()
+
+
+def test_write_atomic_is_0644_whatever_the_umask_and_leaves_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "status"
+    old = os.umask(0o077)
+    try:
+        files.write_atomic(str(path), "1:2\n")
+    finally:
+        os.umask(old)
+    assert path.read_text() == "1:2\n"
+    assert path.stat().st_mode & 0o777 == 0o644
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(IsADirectoryError):
+        files.write_atomic(str(tmp_path / "dir"), "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "status"]

@@ -265,12 +265,18 @@ def stop(config: ClientOptions) -> int:
 def _age(seconds: Optional[float]) -> str:
     if seconds is None:
         return "-"
-    s = int(seconds)
+    s = max(int(seconds), 0)
     if s < 120:
         return f"{s}s"
     if s < 7200:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _since(detail: Mapping[str, Any], key: str, now: float) -> Optional[float]:
+    """Seconds from the wall-clock time at ``key`` to ``now`` (None if not a time)."""
+    at = detail.get(key)
+    return now - at if isinstance(at, (int, float)) and not isinstance(at, bool) else None
 
 
 def status(config: ClientOptions, as_json: bool) -> int:
@@ -290,28 +296,86 @@ def status(config: ClientOptions, as_json: bool) -> int:
     if as_json:
         print(json.dumps(detail, indent=2, sort_keys=True))
         return 0
-    now = time.time()
-    rows: list[list[Any]] = [["GEN", "WORKER", "PID", "STATE", "READY", "AGE", "MEMORY", "STATUS"]]
-    for g in detail.get("generations", []):
-        spawned = g.get("spawned_at")
-        memory = g.get("memory")
+    workers = [g for g in detail.get("generations", []) if isinstance(g, dict)]
+    print(f"start_server pid {detail.get('starter_pid', pid)}: {_headline(workers)}")
+    for line in _table(workers, time.time()):
+        print(line)
+    for line in _failure_lines(detail, time.time()):
+        print(line)
+    return 0
+
+
+def _headline(workers: list[dict[str, Any]]) -> str:
+    """Which generation serves, and which are starting or retiring."""
+    gens: dict[Any, list[str]] = {}
+    for w in workers:
+        gens.setdefault(w.get("generation"), []).append(str(w.get("state")))
+    serving = [n for n, states in gens.items() if "active" in states]
+    parts = []
+    if serving:
+        states = gens[serving[-1]]
+        parts.append(f"serving generation {serving[-1]}")
+        if "starting" in states:
+            parts[-1] += f" ({states.count('starting')} of {len(states)} workers starting)"
+    else:
+        parts.append("nothing is serving")
+    for number, states in gens.items():
+        if number in serving[-1:]:
+            continue
+        if "retiring" in states:
+            parts.append(f"generation {number} retiring")
+        elif "starting" in states:
+            parts.append(f"generation {number} starting")
+        elif "active" in states:
+            parts.append(f"generation {number} active")
+    return "; ".join(parts)
+
+
+_COLUMNS = ("GEN", "WORKER", "PID", "STATE", "READY", "UPTIME", "MEMORY", "STATUS")
+
+
+def _table(workers: list[dict[str, Any]], now: float) -> list[str]:
+    """One row per worker: uptime, memory (the starter's figure, else measured now)."""
+    measured: dict[int, int] = {}
+    if any(not isinstance(w.get("memory"), int) for w in workers):
+        from .effects import tree_memory
+
+        measured = tree_memory(w["pid"] for w in workers if isinstance(w.get("pid"), int))
+    rows: list[list[Any]] = [list(_COLUMNS)]
+    for w in workers:
+        memory = w.get("memory")
+        if not isinstance(memory, int):
+            memory = measured.get(w.get("pid"))  # type: ignore[arg-type]
         rows.append(
             [
-                g.get("generation"),
-                g.get("worker", 0),
-                g.get("pid"),
-                g.get("state", "?"),
-                "yes" if g.get("ready") else "-",
-                _age(now - spawned if isinstance(spawned, (int, float)) else None),
+                w.get("generation"),
+                w.get("worker", 0),
+                w.get("pid"),
+                w.get("state", "?"),
+                "yes" if w.get("ready") else "-",
+                _age(_since(w, "spawned_at", now)),
                 f"{memory / 1048576:.1f}M" if isinstance(memory, int) else "-",
-                g.get("status") or "",
+                w.get("status") or "",
             ]
         )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    print(f"start_server pid {detail.get('starter_pid', pid)}")
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
-    return 0
+    return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _failure_lines(detail: Mapping[str, Any], now: float) -> list[str]:
+    """The last failed start, and when the next attempt is due."""
+    out = []
+    failed = detail.get("failed_generation")
+    if isinstance(failed, int):
+        ago = _since(detail, "failed_at", now)
+        when = f" {_age(ago)} ago" if ago is not None else ""
+        out.append(
+            f"last failed: generation {failed}{when}: {detail.get('failed_reason') or '?'}"
+        )
+    wait = _since(detail, "next_attempt_at", now)
+    if wait is not None:
+        out.append(f"next attempt in {_age(-wait)}")
+    return out
 
 
 __all__ = [

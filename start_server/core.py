@@ -213,6 +213,8 @@ class Publish:
     last_number: int
     failed_number: Optional[int]  # newest generation that failed to start
     failed_reason: str
+    failed_at: Optional[float] = None  # when it failed
+    next_attempt: Optional[float] = None  # when the backoff lets the next start happen
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,7 @@ class Supervisor:
         self.last_success_at: Optional[float] = None
         self.failed_number: Optional[int] = None
         self.failed_reason = ""
+        self.failed_at: Optional[float] = None
         self.ever_started = False
         self.port_env = ""  # SERVER_STARTER_PORT as a generation gets it (for the hint)
         self.has_served = False  # a worker ran past --min-uptime, or was replaced by a restart
@@ -456,6 +459,7 @@ class Supervisor:
         """A generation's start failed: count it and schedule the next one with backoff."""
         self.failed_number = g.number
         self.failed_reason = reason
+        self.failed_at = now
         self._count_failure(now)
         if self.stopping:
             return
@@ -946,4 +950,9 @@ class Supervisor:
             for g in sorted(self.gens.values(), key=lambda g: g.number)
             for w in sorted(g.workers, key=lambda w: w.slot)
         )
-        return Publish(views, self.last_number, self.failed_number, self.failed_reason)
+        due = [self.respawn_at] if self.respawn_at is not None else []
+        due += self.slot_respawn.values()
+        return Publish(
+            views, self.last_number, self.failed_number, self.failed_reason,
+            self.failed_at, min(due) if due else None,
+        )

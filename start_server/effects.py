@@ -296,6 +296,10 @@ def status_detail(snapshot: Publish, starter_pid: int, now: float) -> dict[str, 
         "last_generation": snapshot.last_number,
         "failed_generation": snapshot.failed_number,
         "failed_reason": snapshot.failed_reason,
+        "failed_at": None if snapshot.failed_at is None else wall - (now - snapshot.failed_at),
+        "next_attempt_at": (
+            None if snapshot.next_attempt is None else wall + (snapshot.next_attempt - now)
+        ),
         "generations": [view(g) for g in snapshot.generations],
         "updated_at": wall,
     }

@@ -262,8 +262,10 @@ def test_status_view_table_and_json(run: Harness) -> None:
     r = run.run("--status", f"--pid-file={pid_file}", f"--status-file={status}")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == f"start_server pid {s.pid}"
-    assert lines[1].split() == ["GEN", "WORKER", "PID", "STATE", "READY", "AGE", "MEMORY", "STATUS"]
+    assert lines[0] == f"start_server pid {s.pid}: serving generation 1"
+    assert lines[1].split() == [
+        "GEN", "WORKER", "PID", "STATE", "READY", "UPTIME", "MEMORY", "STATUS"
+    ]
     assert re.match(r"1\s+0\s+\d+\s+active\s+yes\s+\d+s\s+[\d.]+M", lines[2]), lines
     assert re.match(r"1\s+1\s+\d+\s+active\s+yes", lines[3]), lines
     r = run.run("--status", "--json", f"--pid-file={pid_file}", f"--status-file={status}")

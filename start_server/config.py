@@ -17,6 +17,8 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .identity import Identity
+from .identity import resolve as resolve_identity
 from .policy import Policy
 from .spec import (
     PathSpec,
@@ -49,6 +51,7 @@ class Config:
     policy: Policy = field(default_factory=Policy)
     timeout: float = 60.0  # --restart / --stop deadline
     listen_fds: bool = False  # --listen-fds: also systemd's LISTEN_FDS protocol to children
+    user: Optional[Identity] = None  # --user / --group: what the workers run as
 
 
 def _check_parent(option: str, value: str) -> None:
@@ -221,6 +224,7 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
         if value is not None:
             _check_file(name, value)
 
+    user = resolve_identity(option_value(options, "user"), option_value(options, "group"))
     check_command(command, directory, environ)
 
     policy = Policy(
@@ -254,4 +258,5 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
         policy=policy,
         timeout=timeout,
         listen_fds=listen_fds,
+        user=user,
     )

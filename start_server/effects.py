@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from .core import GenView, Publish, State
+from .identity import Identity, become
 from .spec import signal_name
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
@@ -134,7 +135,9 @@ def spawn(
     env: Mapping[str, str],
     cwd: Optional[str],
     pass_fds: Iterable[int],
+    *,
     listen_fds: bool = False,
+    user: Optional[Identity] = None,
 ) -> int:
     """fork + exec the command in its own process group; return its pid.
 
@@ -144,9 +147,11 @@ def spawn(
     ``pass_fds`` to fds 3, 4, ... in their order and sets ``LISTEN_PID`` to its
     own pid, which only the child can know; the caller's ``env`` carries
     ``LISTEN_FDS``, ``LISTEN_FDNAMES`` and a ``SERVER_STARTER_PORT`` naming
-    fds 3, 4, ...
+    fds 3, 4, ... With ``user`` (``--user``, ``--group``) the child takes that
+    identity once its sockets are in place, before the chdir and the exec.
     """
     fds = tuple(pass_fds)
+    groups = None if user is None else user.current_groups()  # NSS in the parent, not the child
     read_end, write_end = os.pipe()  # both close-on-exec
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child, until exec
@@ -163,13 +168,18 @@ def spawn(
                 env = {**env, "LISTEN_PID": str(os.getpid())}
             for fd in fds:
                 os.set_inheritable(fd, True)
-            step = "chdir to"
+            if user is not None:
+                step = "switch to"
+                become(user, groups)
+            step = "chdir to"  # as the user: it must be able to
             if cwd is not None:
                 os.chdir(cwd)
             step = "execute"
             os.execvpe(command[0], list(command), dict(env))
         except BaseException as exc:
-            target = cwd if step == "chdir to" else command[0]
+            target: object = cwd if step == "chdir to" else command[0]
+            if step == "switch to" and user is not None:
+                target = f"user {user.name or user.uid} group {user.gid}"
             reason = exc.strerror if isinstance(exc, OSError) else repr(exc)
             with contextlib.suppress(BaseException):
                 os.write(write_end, f"cannot {step} {target!r}: {reason}".encode())

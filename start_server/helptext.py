@@ -21,7 +21,7 @@ COMPATIBLE_WITH = "Server::Starter 0.35"
 # test holds every option of the table to it.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Sockets", ("--port", "--path", "--backlog", "--listen-fds")),
-    ("The server command", ("--dir", "--envdir")),
+    ("The server command", ("--dir", "--envdir", "--user", "--group")),
     (
         "Restarts and readiness",
         (

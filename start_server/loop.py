@@ -149,7 +149,7 @@ class Starter:
         self.reopen_logs = reopen_logs
         self.sup = Supervisor(config.policy)
         self.sel = selectors.DefaultSelector()
-        self.notify = NotifySockets(self.sel)
+        self.notify = NotifySockets(self.sel, config.user.owner() if config.user else None)
         self.exit_code: Optional[int] = None
         self.port_env = env_value(bound)
         # --listen-fds: systemd's protocol too; the sockets then sit on fds 3, 4, ...
@@ -344,6 +344,7 @@ class Starter:
                 self.config.dir,
                 self.pass_fds,
                 listen_fds=bool(self.listen_env),
+                user=self.config.user,
             )
         except (effects.SpawnError, OSError) as exc:
             event = SpawnFailed(number, str(exc), slot)
@@ -369,6 +370,8 @@ def child_base_env(config: Config, environ: Mapping[str, str]) -> dict[str, str]
     env.pop("NOTIFY_SOCKET", None)  # children talk to us, never to our supervisor
     for name in LISTEN_VARS:  # systemd's sockets were ours; --listen-fds sets fresh ones
         env.pop(name, None)
+    if config.user is not None:  # as a login would set them (an envdir may still override)
+        env.update(config.user.environment())
     # The original exports what the options set, so children see them too.
     if config.envdir is not None:
         env["ENVDIR"] = config.envdir

@@ -41,6 +41,17 @@ CONTEXT = {
 )
 @click.option("--dir", metavar="DIR", help="Working directory of the server program.")
 @click.option(
+    "--user",
+    metavar="NAME|UID",
+    help="Run the server program as this user (its groups, HOME, USER, LOGNAME); "
+    "the starter stays root.",
+)
+@click.option(
+    "--group",
+    metavar="NAME|GID",
+    help="Run the server program with this primary group (default: the --user's).",
+)
+@click.option(
     "--interval",
     metavar="SECONDS",
     help="A generation alive this long has started (default 1; fractions allowed).",

@@ -75,3 +75,38 @@ def kit() -> Iterator[Kit]:
         yield Kit(top, python)
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class ScratchUser:
+    name: str
+    uid: int
+    gid: int  # its own primary group
+    extra: str  # a supplementary group's name
+    extra_gid: int
+    home: str
+
+
+@pytest.fixture(scope="session")
+def test_user(kit: Kit) -> Iterator[ScratchUser]:
+    """A user of the test's own with a primary and a supplementary group (removed after)."""
+    for tool in ("useradd", "userdel", "groupadd", "groupdel"):
+        assert shutil.which(tool), f"{tool} (the passwd package) is needed to make a test user"
+    name, extra = f"sst{os.getpid()}", f"sstx{os.getpid()}"
+    subprocess.run(["groupadd", extra], check=True, capture_output=True)
+    try:
+        subprocess.run(
+            ["useradd", "--no-create-home", "--home-dir", str(kit.dir), "--user-group",
+             "--groups", extra, "--shell", "/bin/false", name],
+            check=True, capture_output=True,
+        )
+        try:
+            pw = pwd.getpwnam(name)
+            import grp
+
+            yield ScratchUser(name, pw.pw_uid, pw.pw_gid, extra, grp.getgrnam(extra).gr_gid,
+                           pw.pw_dir)
+        finally:
+            subprocess.run(["userdel", name], check=False, capture_output=True)
+    finally:
+        subprocess.run(["groupdel", extra], check=False, capture_output=True)

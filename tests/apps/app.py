@@ -36,6 +36,12 @@ class Handler(BaseHTTPRequestHandler):
             body = (os.environ.get(self.path[5:], "<unset>") + "\n").encode()
         elif self.path == "/cwd":
             body = (os.getcwd() + "\n").encode()
+        elif self.path.startswith("/kill0/"):  # may this process signal that pid?
+            try:
+                os.kill(int(self.path[7:]), 0)
+                body = b"ok\n"
+            except OSError as exc:
+                body = f"{type(exc).__name__}\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -1,9 +1,9 @@
 """start_server: a superdaemon for zero-downtime hot deploys of any server program.
 
-This module is the app-facing API, from :mod:`start_server.listener`, loaded
-on first use: a server importing it pays for that module alone, and the
-starter and its clients (``start_server --restart`` on every deploy) for
-nothing.
+This module is the app-facing API, from :mod:`start_server.listener` (and
+``serve_http`` from :mod:`start_server.serving`), loaded on first use: a server
+importing it pays for that module alone, and the starter and its clients
+(``start_server --restart`` on every deploy) for nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         parse_port_env,
         server_ports,
     )
+    from .serving import serve_http
 
 __all__ = [
     "ServerStarterError",
@@ -28,11 +29,16 @@ __all__ = [
     "notify",
     "notify_ready",
     "parse_port_env",
+    "serve_http",
     "server_ports",
 ]
 
 
 def __getattr__(name: str) -> object:
+    if name == "serve_http":  # its own module: apps that only take a socket never load it
+        from . import serving
+
+        return serving.serve_http
     if name in __all__:
         from . import listener
 

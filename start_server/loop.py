@@ -40,7 +40,7 @@ from .core import (
     Tick,
 )
 from .files import PidFile, StatusFile, directory_warnings
-from .notify import NotifySockets
+from .notify_sockets import NotifySockets
 from .sockets import (
     LISTEN_VARS,
     Bound,

@@ -1,0 +1,57 @@
+"""The docs' commands marked runnable run as written, so that none silently rots.
+
+A shell block right after a line ``<!-- runnable -->`` in the README, docs/ or
+contrib/systemd/README.md is run, the blocks of one file in order in one
+bash (``set -e``), in a temporary directory laid out as a checkout after the
+README's first command (``.venv`` is the test venv, ``examples`` the
+repository's), with port 8080 replaced by a free loopback port.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import Harness, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+MARK = "<!-- runnable -->"
+BLOCK = re.compile(r"^<!-- runnable -->\n```(?:sh|bash)\n(.*?)^```$", re.M | re.S)
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")),
+        REPO / "contrib" / "systemd" / "README.md"]
+WITH_BLOCKS = [p for p in DOCS if MARK in p.read_text().splitlines()]
+
+
+def blocks(path: Path) -> list[str]:
+    return BLOCK.findall(path.read_text())
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_marker_marks_a_shell_block(doc: Path) -> None:
+    assert doc.read_text().splitlines().count(MARK) == len(blocks(doc)), (
+        f"{MARK} must be followed by a ```sh block on the next line"
+    )
+
+
+def test_the_readme_tour_is_runnable() -> None:
+    assert len(blocks(REPO / "README.md")) >= 2
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("doc", WITH_BLOCKS, ids=lambda p: str(p.relative_to(REPO)))
+def test_runnable_blocks_run(doc: Path, run: Harness) -> None:
+    port = str(free_port())
+    (run.tmp / ".venv").symlink_to(sys.prefix)
+    (run.tmp / "examples").symlink_to(REPO / "examples")
+    script = "set -e\n" + "\n".join(b.replace("8080", port) for b in blocks(doc))
+    r = subprocess.run(
+        ["bash", "-c", script], cwd=run.tmp, env=run.env({"PATH": os.defpath}),
+        capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL, check=False,
+    )
+    shown = f"--- script\n{script}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}"
+    assert r.returncode == 0, shown
+    assert "Traceback" not in r.stdout + r.stderr, shown

@@ -7,17 +7,21 @@ Behaviour comes from the command line so one app serves every test:
   --ignore-term     ignore SIGTERM (only SIGKILL stops it)
   --exit N          exit with code N right away (a broken build)
   --fail-if PATH    exit 3 at once if PATH exists (break a deploy from a test)
-  --fork N          fork N grandchildren that ignore TERM and sleep (a forking server)
+  --fork N          fork N grandchildren that ignore TERM and sleep (a forking server);
+                    each is named app-grandchild (/proc/PID/comm), and reaped by its parent
   --setsid-child    leave a double-forked helper in its own session (ignores TERM)
   --leak MB         hold MB mebibytes of resident memory (over a --max-memory)
   --leak-once PATH  ... only if this process is the one that removes PATH
+  --never-ready     never send READY=1, even with --notify (a deploy that hangs)
 Extra flags may come from $APP_EXTRA, so an envdir can change one generation.
-Every response is "gen=G pid=P\n". On TERM: stop accepting, finish, exit 0.
+Every response is "gen=G pid=P\n"; GET /leak/N first makes the process hold N more
+mebibytes (a memory spike). On TERM: stop accepting, finish, exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import sys
@@ -26,6 +30,17 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from start_server import listen_from_env, notify
+
+GRANDCHILD = b"app-grandchild"  # its /proc/PID/comm, so a test can tell it from a worker
+HOARDS: list[bytearray] = []  # memory held on purpose
+
+
+def hoard(mib: int) -> None:
+    """Hold ``mib`` more mebibytes, touched so they are really resident."""
+    block = bytearray(mib * 1048576)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    HOARDS.append(block)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -42,6 +57,8 @@ class Handler(BaseHTTPRequestHandler):
                 body = b"ok\n"
             except OSError as exc:
                 body = f"{type(exc).__name__}\n".encode()
+        elif self.path.startswith("/leak/"):
+            hoard(int(self.path[6:]))
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -69,6 +86,7 @@ def main() -> None:
     ap.add_argument("--setsid-child", action="store_true")
     ap.add_argument("--leak", type=int, default=0)
     ap.add_argument("--leak-once", default=None)
+    ap.add_argument("--never-ready", action="store_true")
     args = ap.parse_args(sys.argv[1:] + os.environ.get("APP_EXTRA", "").split())
     if args.exit is not None:
         sys.exit(args.exit)
@@ -76,28 +94,35 @@ def main() -> None:
         sys.exit(3)
     if args.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    forked = []
     for _ in range(args.fork):
-        if os.fork() == 0:
+        pid = os.fork()
+        if pid == 0:
+            ctypes.CDLL(None).prctl(15, GRANDCHILD)  # PR_SET_NAME
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             while True:
                 time.sleep(3600)
-    if args.setsid_child and os.fork() == 0:
-        # A double-forked helper in a session of its own: out of our process group.
-        os.setsid()
-        if os.fork() == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            while True:
-                time.sleep(3600)
-        os._exit(0)
+        forked.append(pid)
+    if args.setsid_child:
+        pid = os.fork()
+        if pid == 0:
+            # A double-forked helper in a session of its own: out of our process group.
+            os.setsid()
+            if os.fork() == 0:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                while True:
+                    time.sleep(3600)
+            os._exit(0)
+        forked.append(pid)
+    for pid in forked:  # threads only once every fork is done; no zombie of ours
+        threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
     leak = args.leak
     if args.leak_once is not None:
         try:
             os.unlink(args.leak_once)  # exactly one process wins the file
         except FileNotFoundError:
             leak = 0
-    hoard = bytearray(leak * 1048576)  # touched below, so it is really resident
-    for i in range(0, len(hoard), 4096):
-        hoard[i] = 1
+    hoard(leak)
     time.sleep(args.delay)
     sock = listen_from_env()[0]
     sock.setblocking(False)  # shared with other processes: accept() must never block
@@ -115,7 +140,7 @@ def main() -> None:
 
         threading.Thread(target=stopper, daemon=True).start()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if args.notify:
+    if args.notify and not args.never_ready:
         def ready() -> None:
             time.sleep(args.notify_delay)
             notify("READY=1")

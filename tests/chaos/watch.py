@@ -1,0 +1,124 @@
+"""The invariants checked continuously while the chaos schedule runs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from .table import Table, scan
+
+ZOMBIE_GRACE = 1.0  # a dead child must be reaped within this long
+
+
+def status_pids(status_file: Path) -> tuple[frozenset[int], frozenset[int]]:
+    """The worker pids of the GEN:PID file and of its JSON sidecar."""
+    try:
+        plain = status_file.read_text()
+    except FileNotFoundError:
+        plain = ""
+    try:
+        detail = json.loads(Path(f"{status_file}.json").read_text())
+    except FileNotFoundError:
+        detail = {}
+    return (
+        frozenset(int(line.partition(":")[2]) for line in plain.splitlines()),
+        frozenset(int(g["pid"]) for g in detail.get("generations", [])),
+    )
+
+
+class Watch:
+    """A thread that scans the process table every ``period`` seconds and checks:
+
+    - the starter is alive and the pid file names it;
+    - the status file and ``<status>.json`` (what ``--status --json`` prints) list
+      exactly the live workers, at the latest ``lag`` seconds after the table
+      last changed: a disagreement may last only while the table keeps moving;
+    - no child of the starter or of a worker stays a zombie past ZOMBIE_GRACE.
+    """
+
+    def __init__(self, starter: int, pid_file: Path, status_file: Path,
+                 note: Callable[[str], None], *, lag: float = 0.2, period: float = 0.03) -> None:
+        self.starter = starter
+        self.pid_file = pid_file
+        self.status_file = status_file
+        self.note = note
+        self.lag = lag
+        self.period = period
+        self.violations: list[str] = []
+        self.table: Table = scan(starter)
+        self.changed_at = time.monotonic()  # when the worker set last changed
+        self.changes = 0
+        self.max_lag = 0.0  # longest disagreement seen (s)
+        self.checks = 0
+        self._disagree_since: Optional[float] = None
+        self._zombies: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _violate(self, what: str) -> None:
+        if what not in self.violations:
+            self.violations.append(what)
+            self.note(f"VIOLATION {what}")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self.check()
+
+    def check(self) -> None:
+        now = time.monotonic()
+        table = scan(self.starter)
+        if table.workers != self.table.workers:
+            self.changed_at = now
+            self.changes += 1
+            self._disagree_since = None
+        self.table = table
+        self.checks += 1
+        if not table.starter_alive:
+            self._violate(f"the starter {self.starter} is gone")
+            return
+        try:
+            named = int(self.pid_file.read_text())
+        except (OSError, ValueError) as exc:
+            self._violate(f"pid file unreadable: {exc!r}")
+        else:
+            if named != self.starter:
+                self._violate(f"pid file names {named}, the starter is {self.starter}")
+        self._check_status(table, now)
+        self._check_zombies(table, now)
+
+    def _check_status(self, table: Table, now: float) -> None:
+        try:
+            plain, detail = status_pids(self.status_file)
+        except (OSError, ValueError) as exc:
+            self._violate(f"status files unreadable: {exc!r}")
+            return
+        if plain == detail == table.workers:
+            if self._disagree_since is not None:
+                self.max_lag = max(self.max_lag, now - self.changed_at)
+            self._disagree_since = None
+            return
+        if self._disagree_since is None:
+            self._disagree_since = now
+        if now - self.changed_at > self.lag:
+            self._violate(
+                f"status disagrees with the process table {now - self.changed_at:.3f} s after "
+                f"its last change: workers {sorted(table.workers)}, status file {sorted(plain)}, "
+                f"json {sorted(detail)}"
+            )
+
+    def _check_zombies(self, table: Table, now: float) -> None:
+        self._zombies = {z: self._zombies.get(z, now) for z in table.zombies}
+        for z, since in self._zombies.items():
+            if now - since > ZOMBIE_GRACE:
+                parent = table.parents.get(z)
+                self._violate(f"zombie {z} (child of {parent}) unreaped for {now - since:.1f} s")

@@ -4,6 +4,8 @@ program; prints the figures, or on a failure the seed and the event log; exit 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import random
 import shutil
 import sys
@@ -37,7 +39,11 @@ def main() -> int:
         chaos.verdict.violations.append(repr(exc))
         print(chaos.report())
     finally:
-        left = harness.cleanup()
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):  # the processes' output: for a failure
+            left = harness.cleanup()
+        if failed or left:
+            print(output.getvalue())
         if left:
             print(f"processes left behind (killed now): {left}")
             failed = True

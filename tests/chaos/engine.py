@@ -175,9 +175,9 @@ class Chaos:
 
     def _restart(self) -> None:
         self.note("start_server --restart")
+        start = self.verdict.events[-1]  # this event's own time, so the verdict skips it
 
         def client() -> None:
-            start = time.monotonic()
             r = self.h.run("--restart", f"--pid-file={self.pid_file}",
                            f"--status-file={self.status_file}", "--timeout=30", timeout=60)
             self.verdict.restarts.append((start, time.monotonic(), r.returncode,
@@ -277,7 +277,7 @@ class Chaos:
             return
 
         def quiet() -> bool:
-            plain, detail = status_pids(self.status_file)
+            plain, detail, _ = status_pids(self.status_file)
             return (len(self._active()) == self.mode.workers == len(detail)
                     and plain == detail == self.watch.table.workers)
 
@@ -316,7 +316,8 @@ class Chaos:
             f"chaos seed {self.seed} ({self.mode}), {time.monotonic() - self.t0:.1f} s: "
             f"{sum(self.counts.values())} events {dict(self.counts)}",
             f"requests served {v.served}, failed {v.failed} ({v.excused} in flight to a "
-            f"SIGKILLed worker); status lag max {self.watch.max_lag * 1000:.0f} ms",
+            f"SIGKILLed worker); status lag max {self.watch.max_lag * 1000:.0f} ms; memory "
+            f"spikes {len(v.spikes)}, replaced for --max-memory {v.replaced}",
         ]
         if v.violations:
             head += ["VIOLATIONS:", *v.violations,

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from .engine import Chaos
 
 KILL_SLACK = 0.05  # a request begun this shortly after a SIGKILL may still have met it
+AFTERMATH = 3.0  # how long an event may still make a --restart fail: backoff-max 2 s + a start
 STARTED = re.compile(r"gen=(\d+) pid=(\d+) starting new worker")
 
 
@@ -48,10 +49,12 @@ class Verdict:
                                        f"in flight: {f.detail}")
 
     def _restarts(self) -> None:
-        """``--restart`` may fail only when something else happened meanwhile."""
+        """``--restart`` may fail only when something else happened meanwhile or
+        shortly before (a worker killed just before leaves no active generation for
+        a backoff, and the original's --restart refuses that too)."""
         for start, end, rc, out in self.restarts:
-            crossed = any(start < t < end for t in self.events) or any(
-                b < end and start < e for b, e in self.broken)
+            crossed = any(start - AFTERMATH < t < end for t in self.events if t != start) or any(
+                b < end and start < e + AFTERMATH for b, e in self.broken)
             if rc != 0 and not crossed:
                 self.violations.append(f"--restart exited {rc} with nothing else going on: {out}")
 

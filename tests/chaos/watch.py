@@ -13,8 +13,9 @@ from .table import Table, scan
 ZOMBIE_GRACE = 1.0  # a dead child must be reaped within this long
 
 
-def status_pids(status_file: Path) -> tuple[frozenset[int], frozenset[int]]:
-    """The worker pids of the GEN:PID file and of its JSON sidecar."""
+def status_pids(status_file: Path) -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
+    """The worker pids of the GEN:PID file, of its JSON sidecar, and of the JSON's
+    workers that the GEN:PID file lists too (the original's: started and alive)."""
     try:
         plain = status_file.read_text()
     except FileNotFoundError:
@@ -23,9 +24,12 @@ def status_pids(status_file: Path) -> tuple[frozenset[int], frozenset[int]]:
         detail = json.loads(Path(f"{status_file}.json").read_text())
     except FileNotFoundError:
         detail = {}
+    workers = detail.get("generations", [])
     return (
         frozenset(int(line.partition(":")[2]) for line in plain.splitlines()),
-        frozenset(int(g["pid"]) for g in detail.get("generations", [])),
+        frozenset(int(g["pid"]) for g in workers),
+        frozenset(int(g["pid"]) for g in workers
+                  if g["state"] in ("active", "retiring") and g["started_at"] is not None),
     )
 
 
@@ -33,9 +37,10 @@ class Watch:
     """A thread that scans the process table every ``period`` seconds and checks:
 
     - the starter is alive and the pid file names it;
-    - the status file and ``<status>.json`` (what ``--status --json`` prints) list
-      exactly the live workers, at the latest ``lag`` seconds after the table
-      last changed: a disagreement may last only while the table keeps moving;
+    - ``<status>.json`` (what ``--status --json`` prints) lists exactly the live
+      workers, and the status file those of them that started, at the latest
+      ``lag`` seconds after the table last changed: a disagreement may last only
+      while the table keeps moving;
     - no child of the starter or of a worker stays a zombie past ZOMBIE_GRACE.
     """
 
@@ -75,12 +80,18 @@ class Watch:
             self.check()
 
     def check(self) -> None:
+        # The status files first, then the table: a worker spawned between the two
+        # reads is then a change of the table, never a status "ahead" of it.
+        try:
+            status: Optional[tuple[frozenset[int], ...]] = status_pids(self.status_file)
+        except (OSError, ValueError) as exc:
+            self._violate(f"status files unreadable: {exc!r}")
+            status = None
         now = time.monotonic()
         table = scan(self.starter)
         if table.workers != self.table.workers:
             self.changed_at = now
             self.changes += 1
-            self._disagree_since = None
         self.table = table
         self.checks += 1
         if not table.starter_alive:
@@ -93,27 +104,27 @@ class Watch:
         else:
             if named != self.starter:
                 self._violate(f"pid file names {named}, the starter is {self.starter}")
-        self._check_status(table, now)
+        if status is not None:
+            self._check_status(table, now, *status)
         self._check_zombies(table, now)
 
-    def _check_status(self, table: Table, now: float) -> None:
-        try:
-            plain, detail = status_pids(self.status_file)
-        except (OSError, ValueError) as exc:
-            self._violate(f"status files unreadable: {exc!r}")
-            return
-        if plain == detail == table.workers:
+    def _check_status(self, table: Table, now: float, plain: frozenset[int],
+                      detail: frozenset[int], started: frozenset[int]) -> None:
+        """A disagreement must end within ``lag`` of the later of the table's last
+        change and its own first sight (a worker that came and went between two
+        scans is a change the table never showed)."""
+        if plain == started and detail == table.workers:
             if self._disagree_since is not None:
-                self.max_lag = max(self.max_lag, now - self.changed_at)
+                self.max_lag = max(self.max_lag, now - self._disagree_since)
             self._disagree_since = None
             return
-        if self._disagree_since is None:
-            self._disagree_since = now
-        if now - self.changed_at > self.lag:
+        if self._disagree_since is None or self._disagree_since < self.changed_at:
+            self._disagree_since = now if self._disagree_since is None else self.changed_at
+        if now - self._disagree_since > self.lag:
             self._violate(
-                f"status disagrees with the process table {now - self.changed_at:.3f} s after "
-                f"its last change: workers {sorted(table.workers)}, status file {sorted(plain)}, "
-                f"json {sorted(detail)}"
+                f"status disagrees with the process table for {now - self._disagree_since:.3f} s"
+                f": workers {sorted(table.workers)}, status file {sorted(plain)}, "
+                f"json {sorted(detail)} of which started {sorted(started)}"
             )
 
     def _check_zombies(self, table: Table, now: float) -> None:

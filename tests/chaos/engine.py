@@ -75,6 +75,8 @@ class Chaos:
         self.status_file = self.dir / "start_server.status"
         self.sock = self.dir / "app.sock"
         self.log = self.dir / "start_server.log"
+        self.tmpdir = self.dir / "t"  # the starter's TMPDIR, where its notify sockets go
+        self.tmpdir.mkdir()
         self.extra = harness.envdir() / "APP_EXTRA"
         self.port = free_port()
         self.t0 = time.monotonic()
@@ -127,7 +129,7 @@ class Chaos:
             *(["--daemonize"] if m.daemonize else []),
             "--", PY, APP, "--fork=1", *(["--notify"] if m.wait_ready else []),
         ]
-        self.proc = self.h.start(*args)
+        self.proc = self.h.start(*args, env={"TMPDIR": str(self.tmpdir)})
         if m.daemonize:
             assert self.proc.wait(30) == 0, self.proc.output
         self.starter = wait_until(self._pid_from_file, timeout=30, what="the pid file")
@@ -303,6 +305,9 @@ class Chaos:
                      self.sock):
             if path.exists():
                 v.append(f"{path.name} left behind after TERM")
+        left = [str(p.relative_to(self.tmpdir)) for p in self.tmpdir.rglob("*")]
+        if left:
+            v.append(f"left behind in the starter's TMPDIR after TERM: {left}")
         self.note(f"stopped; {len(v)} violations")
 
     def logs(self) -> str:

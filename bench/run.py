@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark our start_server against Perl's Server::Starter 0.35, side by side.
 
-    source /work/venv-dev/bin/activate
+    . .venv/bin/activate            # a regular install: pip install '.[test]'
     python bench/run.py --markdown bench/RESULTS.md  # the full run (about 5 minutes)
     python bench/run.py --quick     # fewer samples, shorter loads (about 2 minutes)
     python bench/run.py --only a,d  # some sections only

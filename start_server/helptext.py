@@ -63,18 +63,20 @@ DESCRIPTION = (
     "the same sockets; once it is up, the old one is told to finish and exit."
 )
 
-# (what it does, the command's lines: one command, continued with a backslash)
+# (what it does, the command's lines: one command, continued with a backslash).
+# Each runs as written in a checkout after the README's first command and
+# `. .venv/bin/activate` (tests/integration/test_runnable_docs.py runs 2 and 3).
 EXAMPLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "Run the example app on port 8080, ready when it says so:",
         ("start_server --port 127.0.0.1:8080 --wait-ready -- python3 examples/hello_app.py",),
     ),
     (
-        "gunicorn on the inherited socket (fd 3), with the files the clients need:",
+        "The same in the background, with the files the clients need and bounded stops:",
         (
-            "start_server --port 127.0.0.1:8080=3 --wait-ready --stop-timeout 30 \\",
-            "    --pid-file app.pid --status-file app.status \\",
-            "    -- python3 -m gunicorn --bind=fd://3 --preload --no-control-socket wsgi_app:app",
+            "start_server --port 127.0.0.1:8080 --wait-ready --stop-timeout 30 \\",
+            "    --pid-file app.pid --status-file app.status --log-file app.log --daemonize \\",
+            "    -- python3 examples/hello_app.py",
         ),
     ),
     (
@@ -86,7 +88,7 @@ EXAMPLES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 MORE = (
     "More: man start_server; in the source, README.md and docs/ (options.md, "
-    "operations.md, apps.md, compatibility.md)."
+    "operations.md, apps.md for gunicorn, uvicorn and other servers, compatibility.md)."
 )
 
 

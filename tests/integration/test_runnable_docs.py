@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from support import Harness, free_port
 
+from start_server.helptext import EXAMPLES
+
 REPO = Path(__file__).resolve().parents[2]
 MARK = "<!-- runnable -->"
 BLOCK = re.compile(r"^<!-- runnable -->\n```(?:sh|bash)\n(.*?)^```$", re.M | re.S)
@@ -55,3 +57,23 @@ def test_runnable_blocks_run(doc: Path, run: Harness) -> None:
     shown = f"--- script\n{script}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}"
     assert r.returncode == 0, shown
     assert "Traceback" not in r.stdout + r.stderr, shown
+
+
+@pytest.mark.timeout(120)
+def test_the_help_examples_in_the_background_run(run: Harness) -> None:
+    """--help's examples 2 (start in the background) and 3 (--restart), then a --stop."""
+    start, restart = ("\n".join(lines) for _, lines in EXAMPLES[1:3])
+    assert "--daemonize" in start and "--restart" in restart
+    port = str(free_port())
+    (run.tmp / ".venv").symlink_to(sys.prefix)
+    (run.tmp / "examples").symlink_to(REPO / "examples")
+    script = "\n".join([
+        "set -e", ". .venv/bin/activate", start.replace("8080", port),
+        f"curl -s 127.0.0.1:{port}", restart, "start_server --stop --pid-file app.pid",
+    ])
+    r = subprocess.run(
+        ["bash", "-c", script], cwd=run.tmp, env=run.env({"PATH": os.defpath}),
+        capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL, check=False,
+    )
+    assert r.returncode == 0, f"{script}\n{r.stdout}\n{r.stderr}"
+    assert "start_server: restarted: generation 2" in r.stderr

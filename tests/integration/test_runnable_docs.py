@@ -77,3 +77,30 @@ def test_the_help_examples_in_the_background_run(run: Harness) -> None:
     )
     assert r.returncode == 0, f"{script}\n{r.stdout}\n{r.stderr}"
     assert "start_server: restarted: generation 2" in r.stderr
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_relative_links_resolve(doc: Path) -> None:
+    """Every relative link names a file that exists, and a heading there if it has #."""
+    broken = []
+    for target in LINK.findall(doc.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto:
+        path, _, anchor = target.partition("#")
+        dest = (doc.parent / path).resolve() if path else doc
+        if not dest.exists():
+            broken.append(target)
+        elif anchor and dest.is_file():
+            headings = re.findall(r"^#+ (.*)$", dest.read_text(), re.M)
+            if anchor not in {_slug(h) for h in headings}:
+                broken.append(target)
+    assert not broken, f"broken links in {doc.name}: {broken}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 
+import pytest
 from support import APP, PY, Harness, free_port, http_get, wait_until
 
 
@@ -52,3 +53,58 @@ def test_status_shows_the_new_generation_starting_after_hup(run: Harness) -> Non
     assert http_get(port).startswith("gen=1 ")
     s.signal(signal.SIGTERM)
     assert s.wait() == 0
+
+
+FAR = "3e6"  # 35 days: a valid delay, and more milliseconds than epoll's int timeout holds
+
+
+@pytest.mark.parametrize(
+    ("options", "hup"),
+    [
+        (("--interval=" + FAR,), False),
+        (("--wait-ready", "--ready-timeout=" + FAR), False),
+        (("--interval=0.1", "--stop-timeout=" + FAR), False),
+        (("--interval=0.1", "--kill-old-delay=" + FAR), True),
+        (("--interval=0.1", "--enable-auto-restart", "--auto-restart-interval=" + FAR), True),
+    ],
+    ids=["interval", "ready-timeout", "stop-timeout", "kill-old-delay", "auto-restart-interval"],
+)
+def test_a_far_deadline_does_not_overflow_the_wait(
+    run: Harness, options: tuple[str, ...], hup: bool
+) -> None:
+    """A timeout of more than 2**31 ms once raised OverflowError in the selector."""
+    port = free_port()
+    s = run.start(f"--port=127.0.0.1:{port}", *options, "--", PY, APP)
+    s.wait_line(r"gen=1 .*starting new worker")
+    if hup or "--stop-timeout" in " ".join(options):
+        s.wait_line(r"gen=1 .*is now running")
+    if hup:
+        mark = s.mark()
+        s.signal(signal.SIGHUP)
+        s.wait_line(r"gen=2 .*is now running", start=mark)
+    assert http_get(port).startswith("gen=")
+    s.signal(signal.SIGTERM)
+    assert s.wait() == 0
+    assert "Traceback" not in s.output
+
+
+def test_a_memory_check_shorter_than_a_proc_scan_does_not_recurse(run: Harness) -> None:
+    """Measure -> Measured -> Measure ... once recursed until RecursionError."""
+    port = free_port()
+    status = str(run.tmp / "status")
+    s = run.start(f"--port=127.0.0.1:{port}", f"--status-file={status}", "--interval=0.1",
+                  "--max-memory=1G", "--memory-check-interval=0.001", "--", PY, APP)
+    s.wait_line(r"gen=1 .*is now running")
+
+    def memory() -> object:
+        with open(status + ".json") as fh:
+            return json.load(fh)["generations"][0]["memory"]
+
+    wait_until(memory, what="a memory measurement")
+    for n in (2, 3):  # many checks later, the loop still answers
+        mark = s.mark()
+        s.signal(signal.SIGHUP)
+        s.wait_line(rf"gen={n} .*is now running", start=mark, timeout=20)
+    s.signal(signal.SIGTERM)
+    assert s.wait() == 0
+    assert "Traceback" not in s.output

@@ -27,6 +27,7 @@ class LogTarget:
         self.command: Optional[str] = stripped[1:].strip() if stripped.startswith("|") else None
         self.fd: Optional[int] = None
         self.pid: Optional[int] = None
+        self.redirected = False  # fds 1 and 2 are the target
 
     def _open_file(self) -> int:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -65,13 +66,22 @@ class LogTarget:
         self.fd, self.pid = write_end, pid
 
     def redirect(self) -> None:
-        """Make the target our stdout and stderr (inherited by every generation)."""
+        """Make the target our stdout and stderr (inherited by every generation).
+
+        From then on fds 1 and 2 *are* the target: no other fd of ours points
+        to it. A private copy would be closed by ``--daemonize`` (python-daemon
+        closes what it is not told to keep), and its number reused by another
+        file, which a later reopen would then close in its place.
+        """
         from .effects import tee
 
         assert self.fd is not None
         tee(None)
         os.dup2(self.fd, 1)
         os.dup2(self.fd, 2)
+        os.close(self.fd)
+        self.fd = None
+        self.redirected = True
 
     def reopen(self) -> None:
         """SIGUSR1: a rotated file is replaced by a fresh one at the same path."""
@@ -89,9 +99,7 @@ class LogTarget:
             return
         os.dup2(fd, 1)
         os.dup2(fd, 2)
-        if self.fd is not None:
-            os.close(self.fd)
-        self.fd = fd
+        os.close(fd)
         log(f"received USR1: reopened log file {self.spec}")
 
     def close(self) -> None:
@@ -99,14 +107,15 @@ class LogTarget:
         from .effects import tee
 
         tee(None)
-        if self.fd is None:
-            return
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        os.close(self.fd)
-        self.fd = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.redirected:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+            self.redirected = False
         if self.pid is not None:
             _wait_exit(self.pid, 5.0)
             self.pid = None

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 
 from .identity import Identity
 from .identity import resolve as resolve_identity
-from .policy import Policy
+from .policy import HEALTH_CHECK_INTERVAL, Policy
 from .spec import (
     PathSpec,
     PortSpec,
     check_fd_collisions,
     parse_count,
+    parse_fraction,
     parse_port,
     parse_signal,
     parse_size,
@@ -98,6 +99,37 @@ def check_command(
         return
     if _which(prog, env.get("PATH", os.defpath)) is None:
         raise ConfigError(f"command {prog!r}: not found in PATH")
+
+
+def _fd_limits(options: Mapping[str, Any]) -> tuple[Optional[int], Optional[float]]:
+    """--max-open-files and --max-fd-fraction, each None when not given."""
+    mof_raw = option_value(options, "max_open_files")
+    mff_raw = option_value(options, "max_fd_fraction")
+    try:
+        mof = None if mof_raw is None else parse_count(mof_raw, minimum=1)
+    except SpecError as exc:
+        raise ConfigError(f"--max-open-files={mof_raw}: {exc}") from None
+    try:
+        mff = None if mff_raw is None else parse_fraction(mff_raw)
+    except SpecError as exc:
+        raise ConfigError(f"--max-fd-fraction={mff_raw}: {exc}") from None
+    return mof, mff
+
+
+def _health_check_interval(options: Mapping[str, Any]) -> tuple[str, Any]:
+    """The option that sets the interval and its raw value: --health-check-interval
+    or its old name --memory-check-interval, not both."""
+    new, old = option_value(options, "health_check_interval"), option_value(
+        options, "memory_check_interval"
+    )
+    if new is not None and old is not None:
+        raise ConfigError(
+            f"--memory-check-interval={old}: the old name of --health-check-interval, "
+            "which is given too; keep one"
+        )
+    if old is not None:
+        return "--memory-check-interval", old
+    return "--health-check-interval", new
 
 
 def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
@@ -207,11 +239,9 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
         max_memory = None if mem_raw is None else parse_size(mem_raw)
     except SpecError as exc:
         raise ConfigError(f"--max-memory={mem_raw}: {exc}") from None
-    memory_check_interval = seconds_value(
-        "--memory-check-interval",
-        option_value(options, "memory_check_interval"),
-        5,
-        allow_zero=False,
+    max_open_files, max_fd_fraction = _fd_limits(options)
+    health_check_interval = seconds_value(
+        *_health_check_interval(options), HEALTH_CHECK_INTERVAL, allow_zero=False
     )
 
     log_file = option_value(options, "log_file")
@@ -242,7 +272,9 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
         workers=workers,
         auto_restart_jitter=jitter,
         max_memory=max_memory,
-        memory_check_interval=memory_check_interval,
+        max_open_files=max_open_files,
+        max_fd_fraction=max_fd_fraction,
+        health_check_interval=health_check_interval,
     )
     return Config(
         command=command,

@@ -41,6 +41,13 @@ REFUSED = {
     "config": "a config file cannot name another one",
 }
 
+# Two names of one setting: given on the command line under either, the file's
+# value under the other gives way too.
+ALIASES = {
+    "memory_check_interval": "health_check_interval",
+    "health_check_interval": "memory_check_interval",
+}
+
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float")}
 _KIND_NAMES = {"seq": "a list", "map": "a mapping", "bool": "a boolean", "null": "nothing"}
@@ -273,6 +280,8 @@ def merge(
     used: dict[str, Setting] = {}
     for name, s in fc.settings.items():
         if (name == "command" and out.get("command")) or name in given - {"command"}:
+            continue
+        if ALIASES.get(name) in given:
             continue
         out[name] = s.value
         used[name] = s

@@ -331,19 +331,20 @@ def _headline(workers: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-_COLUMNS = ("GEN", "WORKER", "PID", "STATE", "READY", "UPTIME", "MEMORY", "STATUS")
+_COLUMNS = ("GEN", "WORKER", "PID", "STATE", "READY", "UPTIME", "MEMORY", "FDS", "STATUS")
 
 
 def _table(workers: list[dict[str, Any]], now: float) -> list[str]:
-    """One row per worker: uptime, memory (the starter's figure, else measured now)."""
+    """One row per worker: uptime, memory (the starter's figure, else measured now),
+    open fds (the starter's figure: it counts them with an fd limit)."""
     measured: dict[int, int] = {}
     if any(not isinstance(w.get("memory"), int) for w in workers):
-        from .effects import tree_memory
+        from .effects import measure
 
-        measured = tree_memory(w["pid"] for w in workers if isinstance(w.get("pid"), int))
+        measured = measure(w["pid"] for w in workers if isinstance(w.get("pid"), int)).usage
     rows: list[list[Any]] = [list(_COLUMNS)]
     for w in workers:
-        memory = w.get("memory")
+        memory, fds = w.get("memory"), w.get("fds")
         if not isinstance(memory, int):
             memory = measured.get(w.get("pid"))  # type: ignore[arg-type]
         rows.append(
@@ -355,6 +356,7 @@ def _table(workers: list[dict[str, Any]], now: float) -> list[str]:
                 "yes" if w.get("ready") else "-",
                 _age(_since(w, "spawned_at", now)),
                 f"{memory / 1048576:.1f}M" if isinstance(memory, int) else "-",
+                fds if isinstance(fds, int) else "-",
                 w.get("status") or "",
             ]
         )

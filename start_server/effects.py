@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Iterable, Mapping
 
-from .core import GenView, Publish, State
+from .core import Fds, GenView, Measured, Publish, State
 from .identity import Identity, become
 from .spec import signal_name
 
@@ -293,6 +293,7 @@ def status_detail(snapshot: Publish, starter_pid: int, now: float) -> dict[str, 
             "generation": g.number,
             "worker": g.slot,
             "memory": g.memory,
+            "fds": g.fds,
             "pid": g.pid,
             "state": g.state.value,
             "ready": g.ready,
@@ -433,26 +434,97 @@ def _process_memory(pid: int) -> Optional[int]:
     return int(rss[0]) * 1024 if rss else None
 
 
-def tree_memory(roots: Iterable[int]) -> dict[int, int]:
-    """Memory of each root's whole process tree: root pid -> bytes."""
+def _tree(root: int, kids: Mapping[int, list[int]]) -> list[int]:
+    """``root`` and all its descendants."""
+    out, todo, seen = [], [root], set()
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            out.append(pid)
+            todo.extend(kids.get(pid, ()))
+    return out
+
+
+def _fd_kind(target: str) -> str:
+    """What an fd is, from its /proc link: ``socket:[123]``, ``pipe:[45]``, a path ..."""
+    if target.startswith("socket:"):
+        return "sockets"
+    if target.startswith("pipe:"):
+        return "pipes"
+    if target.startswith("/"):
+        return "files"
+    if target.startswith("anon_inode:"):
+        return "anon inodes"  # epoll, eventfd, timerfd, signalfd ...
+    return "others"
+
+
+def _process_fds(pid: int, skip: set[str], kinds: dict[str, int]) -> None:
+    """Add the fds of ``pid`` to ``kinds``, but 0-2 and those linking to ``skip``.
+
+    OSError when the process is gone or its fds are not ours to read.
+    """
+    base = f"/proc/{pid}/fd"
+    for name in os.listdir(base):
+        if int(name) <= 2:
+            continue
+        try:
+            target = os.readlink(f"{base}/{name}")
+        except OSError:
+            continue  # closed meanwhile
+        if target not in skip:
+            kind = _fd_kind(target)
+            kinds[kind] = kinds.get(kind, 0) + 1
+
+
+def _nofile(pid: int) -> Optional[int]:
+    """The soft RLIMIT_NOFILE of ``pid``, from /proc/<pid>/limits; None: unknown."""
+    try:
+        with open(f"/proc/{pid}/limits") as fh:
+            for line in fh:
+                if line.startswith("Max open files"):
+                    soft = line[len("Max open files") :].split()[0]
+                    return int(soft) if soft.isdigit() else None
+    except OSError:
+        pass
+    return None
+
+
+def _tree_fds(pids: list[int], skip: set[str]) -> Fds:
+    kinds: dict[str, int] = {}
+    unreadable = []
+    for pid in pids:
+        try:
+            _process_fds(pid, skip, kinds)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone meanwhile
+        except OSError as exc:
+            unreadable.append((pid, exc.strerror or str(exc)))
+    ordered = tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+    return Fds(sum(kinds.values()), ordered, _nofile(pids[0]), tuple(unreadable))
+
+
+def measure(roots: Iterable[int], fds: bool = False, listeners: Iterable[int] = ()) -> Measured:
+    """One health check: each root's whole process tree, in one pass over /proc.
+
+    Memory always; with ``fds``, its open fds too, where the sockets of
+    ``listeners`` (the starter's, inherited by every worker) are not counted.
+    """
+    skip = {f"socket:[{os.fstat(fd).st_ino}]" for fd in listeners} if fds else set()
     parents = _proc_parents()
     kids: dict[int, list[int]] = {}
     for pid, ppid in parents.items():
         kids.setdefault(ppid, []).append(pid)
-    out: dict[int, int] = {}
+    usage: dict[int, int] = {}
+    counts: dict[int, Fds] = {}
     for root in roots:
         if root not in parents:
             continue
-        total, todo, seen = 0, [root], set()
-        while todo:
-            pid = todo.pop()
-            if pid in seen:
-                continue
-            seen.add(pid)
-            total += _process_memory(pid) or 0
-            todo.extend(kids.get(pid, ()))
-        out[root] = total
-    return out
+        tree = _tree(root, kids)
+        usage[root] = sum(_process_memory(pid) or 0 for pid in tree)
+        if fds:
+            counts[root] = _tree_fds(tree, skip)
+    return Measured(usage, counts)
 
 
 def become_subreaper() -> bool:

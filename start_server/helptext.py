@@ -39,7 +39,17 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "--auto-restart-jitter",
         ),
     ),
-    ("Workers and health", ("--workers", "--max-memory", "--memory-check-interval")),
+    (
+        "Workers and health",
+        (
+            "--workers",
+            "--max-memory",
+            "--max-open-files",
+            "--max-fd-fraction",
+            "--health-check-interval",
+            "--memory-check-interval",
+        ),
+    ),
     ("Files and logs", ("--config", "--pid-file", "--status-file", "--log-file", "--daemonize")),
     ("Client commands", ("--restart", "--stop", "--status", "--json", "--timeout")),
     ("Information", ("--help", "--version")),

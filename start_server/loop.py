@@ -28,7 +28,6 @@ from .core import (
     Kill,
     Log,
     Measure,
-    Measured,
     NotifyUpstream,
     Publish,
     Signalled,
@@ -310,7 +309,7 @@ class Starter:
             elif isinstance(action, Spawn):
                 self.queue.append(self._spawn(action.number, action.slot))
             elif isinstance(action, Measure):
-                self.queue.append(Measured(effects.tree_memory(action.pids)))
+                self.queue.append(effects.measure(action.pids, action.fds, self.pass_fds))
             elif isinstance(action, Kill):
                 effects.kill(action.pid, action.signum, action.group)
             elif isinstance(action, NotifyUpstream):

@@ -15,6 +15,7 @@ import click
 from . import __version__
 from .cli import fail
 from .helptext import HelpCommand, version_message
+from .policy import HEALTH_CHECK_INTERVAL
 
 if TYPE_CHECKING:
     from .config import Config
@@ -139,9 +140,27 @@ CONTEXT = {
     "over SIZE (400M, 1.5G, bytes) on two checks in a row.",
 )
 @click.option(
+    "--max-open-files",
+    metavar="N",
+    help="Restart a generation (a worker, with --workers) whose process tree holds more "
+    "than N open fds on two checks in a row (its listening sockets and fds 0-2 aside).",
+)
+@click.option(
+    "--max-fd-fraction",
+    metavar="F",
+    help="The same, with the limit a fraction (0 < F <= 1) of the worker's own "
+    "RLIMIT_NOFILE; with --max-open-files, the lower limit applies.",
+)
+@click.option(
+    "--health-check-interval",
+    metavar="SECONDS",
+    help="How often --max-memory and the fd limits are checked "
+    f"(default {HEALTH_CHECK_INTERVAL:g}).",
+)
+@click.option(
     "--memory-check-interval",
     metavar="SECONDS",
-    help="How often --max-memory is checked (default 5).",
+    help="The old name of --health-check-interval.",
 )
 @click.option(
     "--restart",

@@ -13,6 +13,8 @@ TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-live
 if TYPE_CHECKING:
     from typing import Optional
 
+HEALTH_CHECK_INTERVAL = 5.0  # seconds between two checks of --max-memory and the fd limits
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -32,13 +34,36 @@ class Policy:
     workers: int = 1
     auto_restart_jitter: float = 0.0
     max_memory: Optional[int] = None  # bytes, per generation (per worker with workers > 1)
-    memory_check_interval: float = 5.0
+    max_open_files: Optional[int] = None  # open fds of a worker's process tree
+    max_fd_fraction: Optional[float] = None  # ... as a fraction of the worker's RLIMIT_NOFILE
+    health_check_interval: float = HEALTH_CHECK_INTERVAL
 
     @property
     def effective_kill_old_delay(self) -> float:
         if self.kill_old_delay is not None:
             return self.kill_old_delay
         return 5.0 if self.auto_restart else 0.0
+
+    @property
+    def counts_fds(self) -> bool:
+        """Whether a health check counts open fds (an fd limit is set)."""
+        return self.max_open_files is not None or self.max_fd_fraction is not None
+
+    @property
+    def checks_health(self) -> bool:
+        """Whether workers are measured at all, every ``health_check_interval``."""
+        return self.max_memory is not None or self.counts_fds
+
+    def fd_limit(self, nofile: Optional[int]) -> Optional[tuple[int, str]]:
+        """The fd limit of a worker whose soft RLIMIT_NOFILE is ``nofile`` (None:
+        unknown), and how to name it in a log line; the lower of the two options."""
+        limits = []
+        if self.max_open_files is not None:
+            limits.append((self.max_open_files, f"--max-open-files {self.max_open_files}"))
+        if self.max_fd_fraction is not None and nofile is not None:
+            n = int(self.max_fd_fraction * nofile)
+            limits.append((n, f"{n} (--max-fd-fraction {self.max_fd_fraction:g} of {nofile})"))
+        return min(limits) if limits else None
 
     @property
     def not_ready_grace(self) -> float:

@@ -171,6 +171,19 @@ def parse_count(raw: Union[str, int], *, minimum: int = 0) -> int:
     return value
 
 
+def parse_fraction(raw: Union[str, float]) -> float:
+    """A fraction ``0 < F <= 1`` (``0.8``)."""
+    if isinstance(raw, bool):
+        raise SpecError(f"not a fraction: {raw!r}")
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise SpecError(f"not a fraction: {raw!r} (expected a number such as 0.8)") from None
+    if not 0 < value <= 1:  # also false for nan
+        raise SpecError(f"must be > 0 and <= 1, got {raw!r}")
+    return value
+
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*$")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 

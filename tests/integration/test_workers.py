@@ -243,6 +243,7 @@ def test_status_view_table_and_json(run: Harness) -> None:
         "--workers=2",
         "--wait-ready",
         "--max-memory=1G",
+        "--max-open-files=10000",
         "--memory-check-interval=0.2",
         "--",
         PY,
@@ -253,10 +254,10 @@ def test_status_view_table_and_json(run: Harness) -> None:
     detail = wait_until(
         lambda: (
             (d := json.loads((run.tmp / "status.json").read_text()))
-            and all(g.get("memory") for g in d["generations"])
+            and all(g.get("memory") and isinstance(g.get("fds"), int) for g in d["generations"])
             and d
         ),
-        what="memory figures",
+        what="memory and fd figures",
     )
     assert [g["worker"] for g in detail["generations"]] == [0, 1]
     r = run.run("--status", f"--pid-file={pid_file}", f"--status-file={status}")
@@ -264,13 +265,14 @@ def test_status_view_table_and_json(run: Harness) -> None:
     lines = r.stdout.splitlines()
     assert lines[0] == f"start_server pid {s.pid}: serving generation 1"
     assert lines[1].split() == [
-        "GEN", "WORKER", "PID", "STATE", "READY", "UPTIME", "MEMORY", "STATUS"
+        "GEN", "WORKER", "PID", "STATE", "READY", "UPTIME", "MEMORY", "FDS", "STATUS"
     ]
-    assert re.match(r"1\s+0\s+\d+\s+active\s+yes\s+\d+s\s+[\d.]+M", lines[2]), lines
+    assert re.match(r"1\s+0\s+\d+\s+active\s+yes\s+\d+s\s+[\d.]+M\s+\d+", lines[2]), lines
     assert re.match(r"1\s+1\s+\d+\s+active\s+yes", lines[3]), lines
     r = run.run("--status", "--json", f"--pid-file={pid_file}", f"--status-file={status}")
     assert r.returncode == 0
-    assert len(json.loads(r.stdout)["generations"]) == 2
+    views = json.loads(r.stdout)["generations"]
+    assert len(views) == 2 and all(isinstance(g["fds"], int) for g in views)
 
 
 def test_perl_restart_understands_a_multi_worker_status_file(run: Harness) -> None:

@@ -259,6 +259,30 @@ def test_min_uptime_from_the_file_or_the_command_line(
     assert built(tmp_path, text, {}, **given).policy.min_uptime == expected
 
 
+def test_fd_limits_and_the_health_check_interval_from_the_file(tmp_path: Path) -> None:
+    p = built(
+        tmp_path, "max-open-files: 4000\nmax_fd_fraction: 0.8\nhealth-check-interval: 2\n", {}
+    ).policy
+    assert (p.max_open_files, p.max_fd_fraction, p.health_check_interval) == (4000, 0.8, 2.0)
+    assert built(tmp_path, "memory-check-interval: 3\n", {}).policy.health_check_interval == 3.0
+    assert built(tmp_path, "", {}).policy.health_check_interval == 5.0
+
+
+@pytest.mark.parametrize(
+    ("text", "given", "expected"),
+    [
+        # The command line wins under either name over the file's other name.
+        ("memory-check-interval: 3\n", {"health_check_interval": "1"}, 1.0),
+        ("health-check-interval: 3\n", {"memory_check_interval": "1"}, 1.0),
+        ("health-check-interval: 3\n", {}, 3.0),
+    ],
+)
+def test_the_old_name_of_the_health_check_interval(
+    tmp_path: Path, text: str, given: dict[str, Any], expected: float
+) -> None:
+    assert built(tmp_path, text, {}, **given).policy.health_check_interval == expected
+
+
 # ---- a build error told in the file's terms ---------------------------------------------
 
 
@@ -285,6 +309,11 @@ def explained(tmp_path: Path, text: str, env: dict[str, str] | None = None, **gi
          "--config=F:1: key 'daemonize': requires --log-file"),
         ("command: [no-such-program-c0nf1g]\n",
          "--config=F:1: key 'command': command 'no-such-program-c0nf1g': not found in PATH"),
+        (f"command: {PROG!r}\nmax-fd-fraction: 2\n",
+         "--config=F:2: key 'max-fd-fraction': value '2': must be > 0 and <= 1"),
+        (f"command: {PROG!r}\nmemory-check-interval: 1\nhealth-check-interval: 2\n",
+         "--config=F:2: key 'memory-check-interval': value '1': the old name of "
+         "--health-check-interval"),
         ("interval: 1\n", "--config=F: no server program: add 'command: [prog, args...]'"),
     ],
 )

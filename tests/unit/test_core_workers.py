@@ -138,7 +138,7 @@ def test_restart_retires_the_old_workers_only_after_all_new_ones_started() -> No
 
 
 def test_memory_over_the_limit_twice_restarts_the_generation_once() -> None:
-    s = make(interval=1.0, max_memory=64 * MIB, memory_check_interval=5.0)
+    s = make(interval=1.0, max_memory=64 * MIB, health_check_interval=5.0)
     boot(s)
     assert s.next_deadline() == 6.0
     assert measures(s.handle(Tick(), 6.0)) == [(100,)]
@@ -160,7 +160,7 @@ def test_memory_over_the_limit_twice_restarts_the_generation_once() -> None:
 
 
 def test_memory_under_the_limit_in_between_resets_the_count() -> None:
-    s = make(interval=1.0, max_memory=64 * MIB, memory_check_interval=5.0)
+    s = make(interval=1.0, max_memory=64 * MIB, health_check_interval=5.0)
     boot(s)
     s.handle(Measured({100: 80 * MIB}), 6.0)
     s.handle(Measured({100: 10 * MIB}), 11.0)
@@ -169,7 +169,7 @@ def test_memory_under_the_limit_in_between_resets_the_count() -> None:
 
 
 def test_with_workers_only_the_worker_over_the_limit_is_replaced_once() -> None:
-    s = make(workers=2, interval=1.0, max_memory=64 * MIB, memory_check_interval=1.0)
+    s = make(workers=2, interval=1.0, max_memory=64 * MIB, health_check_interval=1.0)
     boot(s)
     s.handle(Measured({100: 10 * MIB, 101: 80 * MIB}), 2.0)
     acts = s.handle(Measured({100: 10 * MIB, 101: 80 * MIB}), 3.0)

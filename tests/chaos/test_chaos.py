@@ -11,14 +11,10 @@ from .engine import Chaos, Mode
 
 SEEDS = {8: Mode(daemonize=True, workers=3, wait_ready=True),
          15: Mode(daemonize=False, workers=1, wait_ready=False)}
-# Until --daemonize stops closing the log's fd number, which the loop reuses.
-DAEMONIZE_USR1 = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="--daemonize + USR1 closes the selector's fd (issue 10, defect 1)")
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("seed", [pytest.param(8, marks=DAEMONIZE_USR1), 15])
+@pytest.mark.parametrize("seed", sorted(SEEDS))
 def test_chaos(run: Harness, seed: int) -> None:
     chaos = Chaos(run, seed, duration=23.0)
     assert chaos.mode == SEEDS[seed], "the seed no longer picks the mode this test is for"

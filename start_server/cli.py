@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import sys
 
+from . import signals  # first: held from the first instruction (signal is built in)
+
 TYPE_CHECKING = False  # typing itself costs the client milliseconds at every deploy
 if TYPE_CHECKING:
     from typing import Any, NoReturn, Optional, Union
@@ -103,6 +105,10 @@ def _serve(config: Config) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> NoReturn:
+    """The entry point. Run as a program (``argv`` None), the starter's signals
+    are held back from here until its loop runs, or a client's mode is known."""
+    if argv is None:
+        signals.block()
     args = sys.argv[1:] if argv is None else list(argv)
     read = _read_without_click(args)
     if read is None:
@@ -114,6 +120,8 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
 
             exec_lean(args, options)  # returns only if it cannot
         read = mode, config, as_json
+    if read[0] != "run":
+        signals.unblock()
     sys.exit(dispatch(*read))
 
 

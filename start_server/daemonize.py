@@ -55,6 +55,9 @@ class LogTarget:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child, until exec
             try:
+                from .signals import reset_for_child
+
+                reset_for_child()
                 os.dup2(read_end, 0)
                 # Its own process group: a Ctrl-C meant for the starter must not
                 # kill the logger before the starter's last lines reach it.

@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Iterable, Mapping
 
+from . import signals
 from .core import Fds, GenView, Measured, Publish, State
 from .identity import Identity, become
 from .spec import signal_name
@@ -22,18 +23,6 @@ from .spec import signal_name
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
     from typing import Any, Optional, Union
-
-# Signals the starter handles; a child gets them back at their defaults.
-HANDLED_SIGNALS = (
-    signal.SIGHUP,
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGCHLD,
-    signal.SIGUSR1,
-    signal.SIGPIPE,
-)
-
 
 class SpawnError(Exception):
     """The command could not be executed (reported by the child before exec)."""
@@ -158,10 +147,7 @@ def spawn(
         try:
             os.close(read_end)
             os.setpgid(0, 0)
-            signal.set_wakeup_fd(-1)
-            for sig in HANDLED_SIGNALS:
-                signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            signals.reset_for_child()
             step = "pass the sockets to"
             if listen_fds:
                 fds, write_end = _to_listen_fds(fds, write_end)

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 
-from . import effects
+from . import effects, signals
 from .config import Config
 from .core import (
     Adopted,
@@ -51,21 +51,13 @@ from .sockets import (
     listen_env,
     ordered,
 )
+from .spec import signal_name
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
     from typing import Any, Optional
 
     from .core import Action, Event
-
-WAKE_SIGNALS = (
-    signal.SIGHUP,
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGCHLD,
-    signal.SIGUSR1,
-)
 
 EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: an internal error stopped the starter
 BATCH = 64  # events handled per pass before the selector is read again
@@ -108,18 +100,23 @@ def _noop(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def wakeup_signals(signums: tuple[int, ...]) -> Iterator[socket.socket]:
-    """Route ``signums`` to a readable socket for the duration; then restore."""
+def wakeup_signals() -> Iterator[socket.socket]:
+    """Route the starter's signals (``signals.USED`` and ``signals.STRAY``) to a
+    readable socket for the duration, ``signals.SILENT`` ignored; then hold
+    them all back again until the process exits."""
     read_sock, write_sock = socket.socketpair()
     read_sock.setblocking(False)
     write_sock.setblocking(False)
-    old_handlers = {s: signal.signal(s, _noop) for s in signums}
+    signals.ignore_pipe()
+    old_handlers = {s: signal.signal(s, _noop) for s in signals.USED + signals.STRAY}
+    old_handlers.update({s: signal.signal(s, signal.SIG_IGN) for s in signals.SILENT})
     old_fd = signal.set_wakeup_fd(write_sock.fileno(), warn_on_full_buffer=False)
-    # Blocked across the lean re-exec (reexec.py); pending ones arrive now.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)
+    # Blocked since the first instruction (cli.main); pending ones arrive now.
+    signals.unblock()
     try:
         yield read_sock
     finally:
+        signals.block()
         signal.set_wakeup_fd(old_fd)
         for s, handler in old_handlers.items():
             signal.signal(s, handler)
@@ -165,7 +162,7 @@ class Starter:
     def run(self) -> int:
         """Supervise until the core says exit. An unexpected error is logged with
         its traceback, the generations are stopped, and the result is 70."""
-        with wakeup_signals(WAKE_SIGNALS) as wake:
+        with wakeup_signals() as wake:
             self.sel.register(wake, selectors.EVENT_READ, None)
             try:
                 self.queue.append(Start())
@@ -240,6 +237,9 @@ class Starter:
                 continue
             if signum == signal.SIGUSR1:
                 self._reopen()
+                continue
+            if signum in signals.STRAY:
+                effects.log(f"received {signal_name(signum)}: not used by start_server, ignored")
                 continue
             events.append(Signalled(signum))
         return events

@@ -12,16 +12,16 @@ in that order. It checks the options again (same files, same environment), so
 a config error still comes out as one line.
 
 Signals: an exec resets handlers to their defaults, and a HUP or TERM in that
-window would kill the starter. The loop's signals are blocked across the exec
-(the mask and pending signals survive it) and unblocked by the loop once its
-handlers are in place.
+window would kill the starter. The starter's signals are blocked from its
+first instruction (``cli.main``, see signals.py), so across the exec too (the
+mask and pending signals survive it), until the loop's handlers are in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
 import sys
 
 TYPE_CHECKING = False
@@ -82,15 +82,10 @@ def exec_lean(args: list[str], options: Mapping[str, Any]) -> None:
         return
     env = dict(os.environ)
     env[MARKER] = json.dumps({"options": dict(options), "path": [p for p in sys.path if p]})
-    from .loop import WAKE_SIGNALS  # what the loop handles, and unblocks
-
-    signal.pthread_sigmask(signal.SIG_BLOCK, WAKE_SIGNALS)
     sys.stdout.flush()
     sys.stderr.flush()
-    try:
+    with contextlib.suppress(OSError):  # then this process serves, as it is
         os.execve(argv[0], argv, env)
-    except OSError:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, WAKE_SIGNALS)
 
 
 def take_options() -> Optional[dict[str, Any]]:

@@ -16,8 +16,8 @@ from typing import Optional
 import pytest
 from support import APP, PY, Harness, first_worker, free_port, gen_of, http_get, wait_until
 
-from start_server.loop import WAKE_SIGNALS
 from start_server.reexec import STARTER
+from start_server.signals import USED
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -56,7 +56,7 @@ def test_the_running_starter_is_the_same_process_re_executed_lean(
     assert "START_SERVER_LEAN" not in seen
     assert seen.get("PYTHONPATH") == pythonpath
     # Held across the exec, then unblocked by the loop; the worker gets an empty mask.
-    assert _blocked(s.pid) & sum(1 << (sig - 1) for sig in WAKE_SIGNALS) == 0
+    assert _blocked(s.pid) & sum(1 << (sig - 1) for sig in USED) == 0
     assert _blocked(worker) == 0
     s.signal(signal.SIGHUP)
     wait_until(lambda: gen_of(http_get(port)) == 2, what="generation 2 to serve")

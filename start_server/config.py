@@ -23,9 +23,11 @@ from .policy import HEALTH_CHECK_INTERVAL, Policy
 from .spec import (
     PathSpec,
     PortSpec,
+    check_duplicates,
     check_fd_collisions,
     parse_count,
     parse_fraction,
+    parse_path,
     parse_port,
     parse_signal,
     parse_size,
@@ -35,6 +37,9 @@ from .values import ConfigError, SpecError, option_value, seconds_value
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
     from typing import Any, Optional
+
+
+MAX_WORKERS = 4096  # --workers: beyond this, a typing error rather than a plan
 
 
 @dataclass(frozen=True)
@@ -132,22 +137,9 @@ def _health_check_interval(options: Mapping[str, Any]) -> tuple[str, Any]:
     return "--health-check-interval", new
 
 
-def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
-    """Validate raw option values (strings, lists, flags) into the starter's Config.
-
-    The client commands (``--restart`` ...) take theirs from
-    ``control.client_options`` instead: they check only what they need.
-    """
-    pid_file = option_value(options, "pid_file")
-    status_file = option_value(options, "status_file")
-    timeout = seconds_value("--timeout", option_value(options, "timeout"), 60, allow_zero=False)
-
-    command = tuple(options.get("command") or ())
-    if not command:
-        raise ConfigError("server program not specified (start_server [options] -- prog args...)")
-
+def _ports(values: Any, listen_fds: bool) -> list[PortSpec]:
     ports = []
-    for raw in options.get("port") or ():
+    for raw in values:
         try:
             ports.append(parse_port(str(raw)))
         except SpecError as exc:
@@ -162,20 +154,81 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
                 f"--port={p.raw}: fd {p.fd} is the starter's "
                 f"{'stdout' if p.fd == 1 else 'stderr'}; choose 0 or 3 and up"
             )
-    listen_fds = bool(options.get("listen_fds"))
-    for p in ports if listen_fds else ():
-        if p.fd is not None:
+        if listen_fds and p.fd is not None:
             raise ConfigError(
                 f"--port={p.raw}: =FD cannot be combined with --listen-fds "
                 "(it puts the sockets on fds 3, 4, ... in order)"
             )
+    return ports
+
+
+def _paths(values: Any) -> list[PathSpec]:
     paths = []
-    for raw in options.get("path") or ():
+    for raw in values:
         path = str(raw)
+        try:
+            spec = parse_path(path)
+        except SpecError as exc:
+            raise ConfigError(f"--path={path}: {exc}") from None
         _check_parent("--path", path)
         if os.path.lexists(path) and not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise ConfigError(f"--path={path}: exists and is not a socket; refusing to replace it")
-        paths.append(PathSpec(path))
+        paths.append(spec)
+    return paths
+
+
+def _no_duplicates(ports: list[PortSpec], paths: list[PathSpec]) -> None:
+    """The message names the second asker: check ever longer prefixes."""
+    for i, p in enumerate(ports):
+        try:
+            check_duplicates(ports[: i + 1], [])
+        except SpecError as exc:
+            raise ConfigError(f"--port={p.raw}: {exc}") from None
+    for i, q in enumerate(paths):
+        try:
+            check_duplicates(ports, paths[: i + 1])
+        except SpecError as exc:
+            raise ConfigError(f"--path={q.path}: {exc}") from None
+
+
+def _no_nul(options: Mapping[str, Any]) -> None:
+    """A NUL (possible in a config file) or a lone surrogate fits no file name,
+    argument or variable: refuse it here rather than fail in a system call."""
+    for name, value in options.items():
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if not isinstance(item, str):
+                continue
+            try:
+                os.fsencode(item)
+            except UnicodeError:
+                ok = False
+            else:
+                ok = "\0" not in item
+            if not ok:
+                flag = "command" if name == "command" else "--" + name.replace("_", "-")
+                # Only a config file can hold one; it shows the value quoted.
+                raise ConfigError(f"{flag}={item}: not a valid string (NUL or lone surrogate)")
+
+
+def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
+    """Validate raw option values (strings, lists, flags) into the starter's Config.
+
+    The client commands (``--restart`` ...) take theirs from
+    ``control.client_options`` instead: they check only what they need.
+    """
+    _no_nul(options)
+    pid_file = option_value(options, "pid_file")
+    status_file = option_value(options, "status_file")
+    timeout = seconds_value("--timeout", option_value(options, "timeout"), 60, allow_zero=False)
+
+    command = tuple(options.get("command") or ())
+    if not command:
+        raise ConfigError("server program not specified (start_server [options] -- prog args...)")
+
+    listen_fds = bool(options.get("listen_fds"))
+    ports = _ports(options.get("port") or (), listen_fds)
+    paths = _paths(options.get("path") or ())
+    _no_duplicates(ports, paths)
 
     directory = option_value(options, "dir")
     if directory is not None and not os.path.isdir(directory):
@@ -230,7 +283,9 @@ def build(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
     min_uptime = seconds_value("--min-uptime", option_value(options, "min_uptime"), 1)
     workers_raw = option_value(options, "workers")
     try:
-        workers = 1 if workers_raw is None else parse_count(workers_raw, minimum=1)
+        workers = (
+            1 if workers_raw is None else parse_count(workers_raw, minimum=1, maximum=MAX_WORKERS)
+        )
     except SpecError as exc:
         raise ConfigError(f"--workers={workers_raw}: {exc}") from None
     jitter = seconds_value("--auto-restart-jitter", option_value(options, "auto_restart_jitter"), 0)

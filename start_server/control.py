@@ -14,11 +14,22 @@ import json
 import os
 import select
 import signal
+import stat
 import sys
 import threading
 import time
 
-from .files import FileError, json_path, parse_pid, parse_status, read_json
+from .files import (
+    PID_MAX,
+    STATUS_LIMIT,
+    FileError,
+    json_path,
+    parse_pid,
+    parse_status,
+    read_json,
+    read_regular,
+    shown,
+)
 from .values import ConfigError, option_value, seconds_value
 
 TYPE_CHECKING = False  # typing costs the client milliseconds at every deploy
@@ -128,7 +139,8 @@ def _open_held(pid_file: str) -> tuple[int, int]:
     whose pid may since belong to anybody: never signal it.
     """
     try:
-        fd = os.open(pid_file, os.O_RDONLY | os.O_CLOEXEC)
+        # Without blocking: a FIFO there must not hang us (it is refused below).
+        fd = os.open(pid_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError:
         raise ControlError(
             f"--pid-file={pid_file}: {NOT_RUNNING} (there is no such file)"
@@ -136,6 +148,8 @@ def _open_held(pid_file: str) -> tuple[int, int]:
     except OSError as exc:
         raise ControlError(f"--pid-file={pid_file}: cannot open: {exc.strerror}") from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ControlError(f"--pid-file={pid_file}: not a regular file")
         return fd, _held_pid(pid_file, fd)
     except BaseException:
         os.close(fd)
@@ -144,10 +158,10 @@ def _open_held(pid_file: str) -> tuple[int, int]:
 
 def _held_pid(pid_file: str, fd: int) -> int:
     try:
-        text = os.pread(fd, 64, 0).decode(errors="replace")
+        data = os.pread(fd, 64, 0)
     except OSError as exc:
         raise ControlError(f"--pid-file={pid_file}: cannot read: {exc.strerror}") from None
-    pid = parse_pid(text)
+    pid = parse_pid(data)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -158,7 +172,8 @@ def _held_pid(pid_file: str, fd: int) -> int:
     if pid is None:
         if held:  # locked, pid not written yet
             raise ControlError(f"--pid-file={pid_file}: no pid in it yet (still starting?)")
-        raise ControlError(f"--pid-file={pid_file}: {NOT_RUNNING} (it has no pid in it)")
+        what = f": {shown(data)}" if data.strip() else ""
+        raise ControlError(f"--pid-file={pid_file}: {NOT_RUNNING} (it has no pid in it{what})")
     if not _alive(pid):
         raise ControlError(
             f"--pid-file={pid_file}: {NOT_RUNNING} (it names pid {pid}, which is not running)"
@@ -179,8 +194,7 @@ def _starter_pid(pid_file: str) -> int:
 
 def _generations(status_file: str) -> list[tuple[int, int]]:
     try:
-        with open(status_file) as fh:
-            return parse_status(fh.read())
+        return parse_status(read_regular(status_file, STATUS_LIMIT).decode(errors="replace"))
     except FileNotFoundError:
         return []
     except OSError as exc:
@@ -274,9 +288,49 @@ def _age(seconds: Optional[float]) -> str:
 
 
 def _since(detail: Mapping[str, Any], key: str, now: float) -> Optional[float]:
-    """Seconds from the wall-clock time at ``key`` to ``now`` (None if not a time)."""
+    """Seconds from the wall-clock time at ``key`` to ``now`` (None if not a time).
+
+    Within a century either way: inf, 1e300 or a string is no time.
+    """
     at = detail.get(key)
-    return now - at if isinstance(at, (int, float)) and not isinstance(at, bool) else None
+    if not isinstance(at, (int, float)) or isinstance(at, bool) or not abs(now - at) < 3.2e9:
+        return None
+    return float(now - at)
+
+
+# The JSON sidecar is read as untrusted input: each value the table shows is
+# checked for its type and range, strings are bounded and made printable.
+
+
+def _whole(value: Any, maximum: int = 2**62) -> Optional[int]:
+    """A whole number from the JSON (not a bool, not absurd), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= maximum:
+        return value
+    return None
+
+
+def _text(value: Any, size: int = 60) -> str:
+    """A string from the JSON, printable and bounded: no escape sequence reaches the terminal."""
+    if not isinstance(value, str):
+        return ""
+    return "".join(c if c.isprintable() else "?" for c in value[:size])
+
+
+def _worker(g: Mapping[str, Any]) -> dict[str, Any]:
+    """One worker of the JSON, every value checked ("?" or None where it is no value)."""
+    number, slot = _whole(g.get("generation")), _whole(g.get("worker", 0))
+    pid = _whole(g.get("pid"), PID_MAX)
+    return {
+        "generation": "?" if number is None else number,
+        "worker": "?" if slot is None else slot,
+        "pid": "?" if pid is None else pid,
+        "state": _text(g.get("state"), 20) or "?",
+        "ready": g.get("ready") is True,
+        "spawned_at": g.get("spawned_at"),  # checked by _since
+        "memory": _whole(g.get("memory")),
+        "fds": _whole(g.get("fds")),
+        "status": _text(g.get("status")),
+    }
 
 
 def status(config: ClientOptions, as_json: bool) -> int:
@@ -296,8 +350,11 @@ def status(config: ClientOptions, as_json: bool) -> int:
     if as_json:
         print(json.dumps(detail, indent=2, sort_keys=True))
         return 0
-    workers = [g for g in detail.get("generations", []) if isinstance(g, dict)]
-    print(f"start_server pid {detail.get('starter_pid', pid)}: {_headline(workers)}")
+    listed = detail.get("generations")
+    listed = listed if isinstance(listed, list) else []
+    workers = [_worker(g) for g in listed if isinstance(g, dict)]
+    shown_pid = _whole(detail.get("starter_pid"), PID_MAX) or pid
+    print(f"start_server pid {shown_pid}: {_headline(workers)}")
     for line in _table(workers, time.time()):
         print(line)
     for line in _failure_lines(detail, time.time()):
@@ -367,13 +424,12 @@ def _table(workers: list[dict[str, Any]], now: float) -> list[str]:
 def _failure_lines(detail: Mapping[str, Any], now: float) -> list[str]:
     """The last failed start, and when the next attempt is due."""
     out = []
-    failed = detail.get("failed_generation")
-    if isinstance(failed, int):
+    failed = _whole(detail.get("failed_generation"))
+    if failed is not None:
         ago = _since(detail, "failed_at", now)
         when = f" {_age(ago)} ago" if ago is not None else ""
-        out.append(
-            f"last failed: generation {failed}{when}: {detail.get('failed_reason') or '?'}"
-        )
+        why = _text(detail.get("failed_reason"), 200) or "?"
+        out.append(f"last failed: generation {failed}{when}: {why}")
     wait = _since(detail, "next_attempt_at", now)
     if wait is not None:
         out.append(f"next attempt in {_age(-wait)}")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 
 from .policy import Policy
 from .spec import signal_name
+from .values import SpecError, parse_seconds
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
@@ -977,17 +978,20 @@ class Supervisor:
         Applied on top of the configured policy, so a removed file reverts.
         """
         p = self.base_policy
+        name = ""
         try:
             if "KILL_OLD_DELAY" in env:
-                p = replace(p, kill_old_delay=max(float(env["KILL_OLD_DELAY"]), 0.0))
+                name = "KILL_OLD_DELAY"
+                p = replace(p, kill_old_delay=parse_seconds(env[name]))
             if "ENABLE_AUTO_RESTART" in env:
                 p = replace(p, auto_restart=env["ENABLE_AUTO_RESTART"] not in ("", "0"))
             if env.get("AUTO_RESTART_INTERVAL"):
-                interval = float(env["AUTO_RESTART_INTERVAL"])
-                if interval > 0:
-                    p = replace(p, auto_restart_interval=interval)
-        except ValueError as exc:
-            self._log(f"ignoring a bad value from the envdir: {exc}")
+                name = "AUTO_RESTART_INTERVAL"
+                interval = parse_seconds(env[name], allow_zero=False)
+                p = replace(p, auto_restart_interval=interval)
+        except SpecError as exc:
+            # One bad file must not stop the starter: it goes on with the configured values.
+            self._log(f"ignoring the envdir's policy values: {name}: {exc}")
             return
         self.policy = p
 

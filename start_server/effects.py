@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 
 from . import signals
 from .core import Fds, GenView, Measured, Publish, State
+from .files import read_regular
 from .identity import Identity, become
 from .spec import signal_name
 
@@ -239,10 +240,16 @@ def kill(pid: int, signum: int, group: bool = False) -> None:
             os.kill(pid, signum)
 
 
+ENVDIR_LIMIT = 1 << 18  # 256 KiB: the longest first line an envdir file may hold
+
+
 def read_envdir(path: Optional[str]) -> dict[str, Optional[str]]:
     """daemontools envdir: each file's first line is a value; an empty file unsets.
 
-    Returns name -> value, or name -> None for a variable to remove.
+    Returns name -> value, or name -> None for a variable to remove. Only
+    regular files count (symlinks to them too); a FIFO, a device or a file
+    whose first line is over ``ENVDIR_LIMIT`` is skipped with a log line,
+    never waited on nor read to the end.
     """
     out: dict[str, Optional[str]] = {}
     if path is None:
@@ -256,15 +263,20 @@ def read_envdir(path: Optional[str]) -> dict[str, Optional[str]]:
         if name.startswith(".") or "=" in name:
             continue
         full = os.path.join(path, name)
+        if os.path.isdir(full):
+            continue
         try:
-            with open(full, "rb") as fh:
-                data = fh.read()
-        except OSError:
-            continue  # a subdirectory or an unreadable file
+            data = read_regular(full, ENVDIR_LIMIT + 1)
+        except OSError as exc:
+            log(f"ignoring envdir entry {full}: {exc.strerror}")
+            continue
         if not data:
             out[name] = None
             continue
         first = data.split(b"\n", 1)[0]
+        if len(first) > ENVDIR_LIMIT:
+            log(f"ignoring envdir entry {full}: first line over {ENVDIR_LIMIT} bytes")
+            continue
         # daemontools: trailing blanks go, NULs become newlines.
         out[name] = first.rstrip(b" \t").replace(b"\0", b"\n").decode(errors="replace")
     return out

@@ -18,7 +18,7 @@ import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, Optional, Union
 
 
 class FileError(Exception):
@@ -34,7 +34,12 @@ class PidFile:
         self._ident: Optional[tuple[int, int]] = None
         self._created = False
 
-    def acquire(self) -> None:
+    def acquire(self, pid: Optional[int] = None) -> None:
+        """Lock the file, then at once make it name ``pid`` (None: nothing yet).
+
+        From the moment we hold the lock, a reader (``--stop``) must never find
+        the previous starter's pid there: that process may be anybody by now.
+        """
         flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             try:
@@ -64,14 +69,16 @@ class PidFile:
             # We locked a file an exiting starter just unlinked: start over.
             os.close(fd)
             self._created = False
-            self.acquire()
+            self.acquire(pid)
             return
         self.fd, self._ident = fd, (st.st_dev, st.st_ino)
+        self.write(pid)
 
-    def write(self, pid: int) -> None:
+    def write(self, pid: Optional[int]) -> None:
         assert self.fd is not None
         os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{pid}\n".encode(), 0)
+        if pid is not None:
+            os.pwrite(self.fd, f"{pid}\n".encode(), 0)
 
     def release(self) -> None:
         """Unlink (only if the path is still our file), then drop the lock."""
@@ -98,33 +105,73 @@ def unlink_if_same(path: str, ident: Optional[tuple[int, int]]) -> None:
             os.unlink(path)
 
 
+# The kernel's highest pid (PID_MAX_LIMIT); a larger number in a pid file is no pid.
+PID_MAX = 2**22
+_PID_LINE = re.compile(rb"[ \t]*([0-9]{1,7})[ \t\r]*")
+
+
+def read_regular(path: str, limit: int) -> bytes:
+    """At most ``limit`` bytes of the regular file ``path``; OSError for anything else.
+
+    Opened without blocking (a FIFO never hangs us) and read only so far (a
+    symlink to /dev/zero never fills the memory): every file a starter or a
+    client reads is somebody else's input.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        chunks = []
+        left = limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_pid_fd(fd: int) -> Optional[int]:
     try:
-        data = os.pread(fd, 64, 0).decode(errors="replace")
+        data = os.pread(fd, 64, 0)
     except OSError:
         return None
     return parse_pid(data)
 
 
-def parse_pid(text: str) -> Optional[int]:
-    line = text.split("\n", 1)[0].strip()
-    return int(line) if line.isdigit() and int(line) > 0 else None
+def parse_pid(data: Union[bytes, str]) -> Optional[int]:
+    """The pid on the first line: ASCII digits, 1 to ``PID_MAX``; else None."""
+    raw = data.encode(errors="replace") if isinstance(data, str) else data
+    m = _PID_LINE.fullmatch(raw.split(b"\n", 1)[0])
+    if m is None:
+        return None
+    pid = int(m.group(1))
+    return pid if 0 < pid <= PID_MAX else None
 
 
 def read_pid(path: str) -> int:
     """The starter's pid from ``--pid-file``, for ``--restart`` and ``--stop``."""
     try:
-        with open(path) as fh:
-            text = fh.read(64)
+        data = read_regular(path, 64)
     except OSError as exc:
         raise FileError(f"--pid-file={path}: cannot read: {exc.strerror}") from None
-    pid = parse_pid(text)
+    pid = parse_pid(data)
     if pid is None:
-        raise FileError(f"--pid-file={path}: no pid in it ({text.strip()[:30]!r})")
+        raise FileError(f"--pid-file={path}: no pid in it ({shown(data)})")
     return pid
 
 
-_STATUS_LINE = re.compile(r"^(\d+):(\d+)$")
+def shown(data: bytes, size: int = 30) -> str:
+    """A file's start, safe to print on one line."""
+    text = data.decode(errors="replace").strip()[:size]
+    return repr(text) if text else "empty"
+
+
+_STATUS_LINE = re.compile(r"^([0-9]{1,18}):([0-9]{1,18})$")
+STATUS_LIMIT = 1 << 20  # a status file or its JSON larger than this is not ours
 
 
 def format_status(entries: list[tuple[int, int]]) -> str:
@@ -227,10 +274,11 @@ def directory_warnings(files: list[tuple[str, str]]) -> list[str]:
 
 
 def read_json(path: str) -> Optional[dict[str, Any]]:
+    """The JSON object in ``path``; None if missing or no such thing (the caller
+    still checks every value it uses)."""
     try:
-        with open(path) as fh:
-            value = json.load(fh)
-    except (OSError, ValueError):
+        value = json.loads(read_regular(path, STATUS_LIMIT))
+    except (OSError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

@@ -408,7 +408,8 @@ def serve(config: Config, environ: Mapping[str, str]) -> int:
     try:
         if config.pid_file is not None:
             pidfile = PidFile(config.pid_file)
-            pidfile.acquire()
+            # Our pid at once (nothing yet if we are about to fork): never the last one's.
+            pidfile.acquire(None if config.daemonize else os.getpid())
         if config.log_file is not None:
             logs = LogTarget(config.log_file)
             logs.open()

@@ -14,6 +14,7 @@ import errno
 import fcntl
 import ipaddress
 import os
+import resource
 import socket
 import stat
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from .spec import PathSpec, PortSpec, port_env
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
-    from typing import Optional, Union
+    from typing import Any, Optional, Union
 
 
 class BindError(Exception):
@@ -64,6 +65,9 @@ def _resolve(spec: PortSpec) -> str:
         return socket.gethostbyname(spec.bind_host)
     except OSError as exc:
         raise BindError(f"{_option(spec)}: cannot resolve host {spec.host!r}: {exc}") from None
+    except (UnicodeError, ValueError):  # a label the IDNA codec refuses: too long, empty
+        why = "not a host name"
+        raise BindError(f"{_option(spec)}: cannot resolve host {spec.host!r}: {why}") from None
 
 
 def bind_port(spec: PortSpec, backlog: int) -> socket.socket:
@@ -125,7 +129,7 @@ def bind_path(spec: PathSpec, backlog: int) -> Bound:
         st = os.stat(path)
     except OSError as exc:
         sock.close()
-        raise BindError(f"{opt}: cannot listen on {path}: {exc.strerror}") from None
+        raise BindError(f"{opt}: cannot listen on {path}: {exc.strerror or exc}") from None
     return Bound(spec, sock, (st.st_dev, st.st_ino))
 
 
@@ -138,7 +142,7 @@ def _place(bound: list[Bound]) -> None:
     for b in bound:
         want = b.spec.fd if isinstance(b.spec, PortSpec) else None
         if b.fd in targets and b.fd != want:
-            new_fd = fcntl.fcntl(b.fd, fcntl.F_DUPFD_CLOEXEC, floor)
+            new_fd = _fd_call(b.spec, max(targets), fcntl.fcntl, b.fd, fcntl.F_DUPFD_CLOEXEC, floor)
             old = b.sock
             b.sock = socket.socket(fileno=new_fd)
             old.close()
@@ -146,10 +150,22 @@ def _place(bound: list[Bound]) -> None:
         want = b.spec.fd if isinstance(b.spec, PortSpec) else None
         if want is None or b.fd == want:
             continue
-        os.dup2(b.fd, want, inheritable=False)
+        _fd_call(b.spec, want, os.dup2, b.fd, want, inheritable=False)
         old = b.sock
         b.sock = socket.socket(fileno=want)
         old.close()
+
+
+def _fd_call(spec: Union[PortSpec, PathSpec], fd: int, call: Any, *args: Any, **kw: Any) -> int:
+    """``call(*args)``; its failure (an fd at or above the open-files limit) as one line."""
+    try:
+        return int(call(*args, **kw))
+    except OSError as exc:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        raise BindError(
+            f"{_option(spec)}: cannot place the socket on fd {fd}: "
+            f"{exc.strerror or exc} (the open-files limit is {soft})"
+        ) from None
 
 
 def bind_all(ports: list[PortSpec], paths: list[PathSpec], backlog: int) -> list[Bound]:

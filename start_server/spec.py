@@ -6,20 +6,30 @@ rule is a fast unit test.
 
 from __future__ import annotations
 
-import ipaddress
+import contextlib
+import os
 import re
 import signal
+import socket
 from dataclasses import dataclass, field
 
-from .values import SpecError
+from .values import SpecError, is_decimal, parse_whole
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
     from typing import Optional, Union
 
-# The original's two regexes, kept as loose on white space as it is.
-_PLAIN = re.compile(r"^\s*(u?)(\d+)(?:\s*=\s*(\d+))?\s*$")
-_HOSTED = re.compile(r"^\s*(?:\[\s*|)([^\]]*?)\s*(?:\]\s*|):\s*(u?)(\d+)(?:\s*=\s*(\d+))?\s*$")
+# The original's two regexes (Server::Starter 0.35), as loose on white space
+# as they are and no looser: ASCII digits and white space (the original reads
+# bytes), a greedy host, no blank after "=". What they accept, we accept;
+# what they refuse, or accept but cannot bind (an empty host, white space in
+# it, an IPv6 address inet_pton refuses), we refuse at once.
+_PLAIN = re.compile(r"^\s*(u?)(\d+)(?:\s*=(\d+))?\s*$", re.ASCII)
+_HOSTED = re.compile(
+    r"^\s*(?:\[\s*|)([^\]]*)\s*(?:\]\s*|):\s*(u?)(\d+)(?:\s*=(\d+))?\s*$", re.ASCII
+)
+# The highest fd an =FD may name: a C int (the open-files limit is checked when placing it).
+MAX_FD = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -62,21 +72,43 @@ class PathSpec:
 
 
 def _port_number(text: str, raw: str) -> int:
-    port = int(text)
-    if port > 65535:
-        raise SpecError(f"port {port} out of range 0-65535 in {raw!r}")
-    return port
+    try:
+        return parse_whole(text, maximum=65535)
+    except SpecError:
+        raise SpecError(f"port {text} out of range 0-65535 in {raw!r}") from None
+
+
+def _fd_number(text: Optional[str], raw: str) -> Optional[int]:
+    if text is None:
+        return None
+    try:
+        return parse_whole(text, maximum=MAX_FD)
+    except SpecError:
+        raise SpecError(f"fd {text} out of range 0-{MAX_FD} in {raw!r}") from None
+
+
+def _is_ipv6(host: str) -> bool:
+    """What the original's ``inet_pton(AF_INET6, host)`` accepts (no scope id)."""
+    try:
+        socket.inet_pton(socket.AF_INET6, host)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def parse_port(raw: str) -> PortSpec:
-    """Parse ``PORT``, ``HOST:PORT``, ``[V6]:PORT``, each with ``u`` and ``=FD``."""
+    """Parse ``PORT``, ``HOST:PORT``, ``[HOST]:PORT``, each with ``u`` and ``=FD``.
+
+    The original's grammar exactly: brackets may hold any host (``[127.0.0.1]``)
+    and, as there, an unbalanced one is tolerated (``[::1:80`` binds ``[::1]:80``).
+    """
     m = _PLAIN.match(raw)
     if m:
         udp, port, fd = m.groups()
         return PortSpec(
             port=_port_number(port, raw),
             udp=bool(udp),
-            fd=None if fd is None else int(fd),
+            fd=_fd_number(fd, raw),
             raw=raw.strip(),
             port_text=port,
         )
@@ -90,20 +122,15 @@ def parse_port(raw: str) -> PortSpec:
     if not host:
         raise SpecError(f"invalid port spec {raw!r}: empty host")
     ipv6 = ":" in host
-    if ipv6:
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise SpecError(f"invalid IPv6 address {host!r} in {raw!r}") from None
-    elif raw.lstrip().startswith("["):
-        raise SpecError(f"invalid port spec {raw!r}: brackets are for IPv6 addresses")
-    elif re.search(r"\s", host):
+    if ipv6 and not _is_ipv6(host):
+        raise SpecError(f"invalid IPv6 address {host!r} in {raw!r}")
+    if not ipv6 and (re.search(r"\s", host) or not host.isprintable()):
         raise SpecError(f"invalid host {host!r} in {raw!r}")
     return PortSpec(
         port=_port_number(port, raw),
         host=host,
         udp=bool(udp),
-        fd=None if fd is None else int(fd),
+        fd=_fd_number(fd, raw),
         ipv6=ipv6,
         raw=raw.strip(),
         port_text=port,
@@ -123,6 +150,65 @@ def check_fd_collisions(ports: list[PortSpec]) -> None:
         seen[spec.fd] = spec
 
 
+# A unix socket address holds 108 bytes of path, its terminating NUL included.
+MAX_SUN_PATH = 107
+
+
+def parse_path(raw: str) -> PathSpec:
+    """A ``--path`` value: it must fit a socket address and ``SERVER_STARTER_PORT``."""
+    if not raw:
+        raise SpecError("empty path")
+    bad = sorted({c for c in raw if c in ";=\0"})
+    if bad:
+        # PATH=FD pairs joined by ";": either character would change what the children read.
+        chars = " and ".join(map(repr, bad))
+        raise SpecError(f"{chars} in a path would corrupt SERVER_STARTER_PORT")
+    try:
+        size = len(os.fsencode(raw))
+    except UnicodeError:
+        raise SpecError(f"not a file name: {raw!r}") from None
+    if size > MAX_SUN_PATH:
+        raise SpecError(
+            f"{size} bytes long; a unix socket path holds at most {MAX_SUN_PATH} "
+            "(use a shorter path, e.g. a relative one with --dir)"
+        )
+    return PathSpec(raw)
+
+
+def _address(spec: PortSpec) -> tuple[bool, bool, str, int]:
+    """What a spec binds, as far as it can be told without resolving: (udp, ipv6, host, port)."""
+    host = spec.bind_host
+    if spec.ipv6:
+        host = socket.inet_pton(socket.AF_INET6, host).hex()
+    else:
+        with contextlib.suppress(OSError):
+            host = socket.inet_aton(host).hex() if host.count(".") == 3 else host.lower()
+    return spec.udp, spec.ipv6, host, spec.port
+
+
+def check_duplicates(ports: list[PortSpec], paths: list[PathSpec]) -> None:
+    """Refuse a socket asked for twice, or a path whose key is also a port's.
+
+    Two UDP sockets may share an address (SO_REUSEADDR), and two keys in
+    ``SERVER_STARTER_PORT`` are one to the children: both are mistakes. TCP and
+    UDP on the same port are not (the original allows them).
+    """
+    seen: dict[object, str] = {}
+    for spec in ports:
+        what = _address(spec)
+        if what in seen:
+            raise SpecError(f"the same socket as --port={seen[what]}")
+        seen[what] = spec.raw or spec.key
+    keys = {spec.key: spec.raw or spec.key for spec in ports}
+    for pspec in paths:
+        where = os.path.abspath(pspec.path)
+        if where in seen:
+            raise SpecError(f"the same socket as --path={seen[where]}")
+        if pspec.key in keys:
+            raise SpecError(f"the same key in SERVER_STARTER_PORT as --port={keys[pspec.key]}")
+        seen[where] = pspec.path
+
+
 def port_env(items: list[tuple[str, int]]) -> str:
     """The ``SERVER_STARTER_PORT`` value: ``KEY=FD`` joined by ``;`` in order."""
     return ";".join(f"{key}={fd}" for key, fd in items)
@@ -136,7 +222,7 @@ _SIGNAL_NAMES = {
 def parse_signal(raw: str) -> signal.Signals:
     """``TERM``, ``SIGTERM``, ``term``, ``sigterm`` or ``15`` -> ``Signals.SIGTERM``."""
     text = raw.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         try:
             return signal.Signals(int(text))
         except ValueError:
@@ -158,42 +244,38 @@ def signal_name(sig: int) -> str:
         return str(sig)
 
 
-def parse_count(raw: Union[str, int], *, minimum: int = 0) -> int:
-    """A whole number >= ``minimum``."""
-    if isinstance(raw, bool):
-        raise SpecError(f"not a whole number: {raw!r}")
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise SpecError(f"not a whole number: {raw!r}") from None
-    if value < minimum:
-        raise SpecError(f"must be >= {minimum}, got {raw!r}")
-    return value
+def parse_count(raw: Union[str, int], *, minimum: int = 0, maximum: int = 2**31 - 1) -> int:
+    """A whole number from ``minimum`` to ``maximum`` (see ``values.parse_whole``)."""
+    return parse_whole(raw, minimum=minimum, maximum=maximum)
 
 
 def parse_fraction(raw: Union[str, float]) -> float:
     """A fraction ``0 < F <= 1`` (``0.8``)."""
     if isinstance(raw, bool):
         raise SpecError(f"not a fraction: {raw!r}")
-    try:
-        value = float(str(raw).strip())
-    except ValueError:
-        raise SpecError(f"not a fraction: {raw!r} (expected a number such as 0.8)") from None
+    text = str(raw)
+    if not is_decimal(text):
+        raise SpecError(f"not a fraction: {raw!r} (expected a number such as 0.8)")
+    value = float(text)
     if not 0 < value <= 1:  # also false for nan
         raise SpecError(f"must be > 0 and <= 1, got {raw!r}")
     return value
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*$", re.ASCII)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+MAX_SIZE = 1024**5  # one PiB: far above any memory, far below what overflows
 
 
 def parse_size(raw: Union[str, int]) -> int:
-    """``400M``, ``1.5G``, ``1048576`` -> bytes (binary units)."""
-    m = _SIZE.match(str(raw))
+    """``400M``, ``1.5G``, ``1048576`` -> bytes (binary units), at most ``MAX_SIZE``."""
+    m = _SIZE.match(str(raw)) if not isinstance(raw, bool) else None
     if not m:
         raise SpecError(f"not a size: {raw!r} (expected bytes, or a number with K, M, G or T)")
-    value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    number = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if number > MAX_SIZE:
+        raise SpecError(f"size must be <= 1P, got {raw!r}")
+    value = int(number)
     if value <= 0:
         raise SpecError(f"size must be > 0, got {raw!r}")
     return value

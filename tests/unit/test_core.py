@@ -793,11 +793,25 @@ def test_envdir_can_disable_auto_restart() -> None:
     assert s.next_deadline() is None
 
 
-def test_envdir_bad_value_is_logged_and_ignored() -> None:
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"KILL_OLD_DELAY": "soon"},
+        {"KILL_OLD_DELAY": "nan"},  # made the starter spin, never retiring the old generation
+        {"KILL_OLD_DELAY": "inf"},  # overflowed the loop's timeout
+        {"KILL_OLD_DELAY": "1e11"},
+        {"KILL_OLD_DELAY": "-1"},
+        {"KILL_OLD_DELAY": "\uff15"},  # a fullwidth 5
+        {"ENABLE_AUTO_RESTART": "1", "AUTO_RESTART_INTERVAL": "1e300"},
+        {"ENABLE_AUTO_RESTART": "1", "AUTO_RESTART_INTERVAL": "0"},
+    ],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_envdir_bad_value_is_logged_and_ignored(overrides: dict[str, str]) -> None:
     s = make(interval=1.0)
     s.handle(Start(), 0.0)
-    acts = spawned(s, 1, 0.0, overrides={"KILL_OLD_DELAY": "soon"})
-    assert "ignoring a bad value from the envdir" in logs(acts)
+    acts = spawned(s, 1, 0.0, overrides=overrides)
+    assert "ignoring the envdir's policy values" in logs(acts)
     assert s.policy == Policy(interval=1.0)
 
 

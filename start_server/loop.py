@@ -38,7 +38,7 @@ from .core import (
     Supervisor,
     Tick,
 )
-from .files import PidFile, StatusFile, directory_warnings
+from .files import FileError, PidFile, StatusFile, directory_warnings
 from .notify_sockets import NotifySockets
 from .sockets import (
     LISTEN_VARS,
@@ -392,7 +392,7 @@ def written_files(config: Config) -> list[tuple[str, str]]:
 
 def serve(config: Config, environ: Mapping[str, str]) -> int:
     """Set everything up, run the loop, and leave nothing behind."""
-    from .daemonize import LogTarget, daemonize
+    from .daemonize import LogError, LogTarget, daemonize
 
     upstream = environ.get("NOTIFY_SOCKET") or None
     adopted = adopt_systemd(list(config.ports), list(config.paths), environ)
@@ -448,9 +448,19 @@ def serve(config: Config, environ: Mapping[str, str]) -> int:
             starter.helper_pids = (logs.pid,)
         effects.become_subreaper()
         return starter.run()
+    except (FileError, LogError):
+        raise  # one line on stderr (cli.py): the pid file is locked, the log cannot be opened
+    except Exception:
+        # Logged here, while the log target is still fd 2: past the clean-up
+        # below, a traceback would go to /dev/null.
+        effects.log_exception("unexpected error; start_server stops")
+        return EXIT_SOFTWARE
     finally:
         if status is not None:
-            status.remove()
+            try:
+                status.remove()
+            except OSError as exc:
+                effects.log(f"cannot remove status file {status.path}: {exc.strerror}")
         close_all(bound)
         if pidfile is not None:
             if running:

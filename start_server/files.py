@@ -235,7 +235,7 @@ def write_atomic(path: str, data: str) -> None:
         raise
 
 
-def _writable_by_others(directory: str) -> Optional[str]:
+def writable_by_others(directory: str) -> Optional[str]:
     """Who else may write to ``directory`` (None: only root, or sticky and root-owned)."""
     try:
         st = os.stat(directory)
@@ -243,7 +243,7 @@ def _writable_by_others(directory: str) -> Optional[str]:
         return None
     if st.st_mode & stat.S_ISVTX and st.st_uid == 0:
         return None  # like /tmp: others may add files, not replace ours
-    if st.st_uid != 0:
+    if st.st_uid not in (0, os.geteuid()):
         return f"its owner (uid {st.st_uid})"
     if st.st_mode & stat.S_IWOTH:
         return "every user"
@@ -262,7 +262,7 @@ def directory_warnings(files: list[tuple[str, str]]) -> list[str]:
         by_dir.setdefault(os.path.dirname(os.path.abspath(path)), []).append(option)
     out = []
     for directory, options in by_dir.items():
-        who = _writable_by_others(directory)
+        who = writable_by_others(directory)
         if who is not None:
             out.append(
                 f"warning: the directory {directory} of {' and '.join(options)} is writable "

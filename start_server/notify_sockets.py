@@ -29,6 +29,7 @@ import struct
 
 from . import effects
 from .core import Notified
+from .files import writable_by_others
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
@@ -158,7 +159,11 @@ class NotifySockets:
         if self.dir is not None or self._no_dir:
             return self.dir
         base = os.environ.get("TMPDIR") or "/tmp"
-        if not os.path.isabs(base) or len(base) > _MAX_SUN_PATH - 40:
+        if (
+            not os.path.isabs(base)
+            or len(base) > _MAX_SUN_PATH - 40
+            or writable_by_others(base) is not None  # someone could swap our directory
+        ):
             base = "/tmp"
         path = os.path.join(base, f"start_server.{os.getpid()}.{os.urandom(6).hex()}")
         try:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +151,23 @@ def test_a_flood_is_read_within_the_budget_and_summarised_once_a_second(
     # One line at the first drop, then at most one a second.
     assert len(lines) <= (t - now) / notify.WINDOW + 2, lines
     assert _ignored(lines) == sent, (sent, lines)
+
+
+def test_the_directory_is_made_in_tmpdir_unless_another_user_could_swap_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mine = Path(tempfile.mkdtemp(dir="/tmp"))  # short: a socket path has 108 bytes
+    try:
+        theirs = mine / "theirs"
+        theirs.mkdir()
+        os.chown(theirs, 65534, 65534)
+        for base, expected in ((mine, str(mine)), (theirs, "/tmp")):
+            monkeypatch.setenv("TMPDIR", str(base))
+            with selectors.DefaultSelector() as sel:
+                socks = notify.NotifySockets(sel)
+                try:
+                    assert os.path.dirname(os.path.dirname(socks.address(1))) == expected
+                finally:
+                    socks.close()
+    finally:
+        shutil.rmtree(mine)

@@ -22,6 +22,11 @@ SIGNALS = (
     ("TERM", "stop: send --signal-on-term to every generation, wait, exit"),
     ("INT, QUIT", "stop, sending TERM"),
     ("USR1", "reopen --log-file"),
+    (
+        "USR2, ALRM, VTALRM, PROF, XCPU, XFSZ, IO, PWR, STKFLT, TSTP, RTMIN..RTMAX",
+        "not used: ignored, with one log line each time (TTIN, TTOU: ignored without one); "
+        "a stray signal never ends or stops the starter",
+    ),
 )
 
 EXIT_CODES = (
@@ -36,6 +41,11 @@ EXIT_CODES = (
         "2",
         "bad input: one line on stderr naming the option and the value; nothing is left "
         "behind (no pid, status or socket file, no child process)",
+    ),
+    (
+        "70",
+        "an internal error (a bug): its traceback is in the log, the generations were "
+        "stopped as on TERM",
     ),
 )
 

@@ -38,6 +38,14 @@ Environment:
                       step appends one line "GEN WORKER PID UNIX_TIME PSS_BYTES"
                       (the PSS read from /proc/self/smaps_rollup right after
                       the step): when the process crossed a limit, to the step.
+  BENCH_LEAK_FDS_PER_S if set (> 0), once serving, open this many sockets per
+                      second and never close them, in steps every 0.1 s, up to
+                      BENCH_LEAK_FDS_MAX (default 900) in all: a handle leak for
+                      --max-open-files. The leak stops on TERM.
+  BENCH_FD_LOG        with BENCH_LEAK_FDS_PER_S, a file to which each leak step
+                      appends one line "GEN WORKER PID UNIX_TIME FDS" (its open
+                      fds as the starter counts them: fds 0-2 and the inherited
+                      listening sockets aside).
 
 Graceful: on TERM (or INT) it stops accepting at once (the listening socket
 stays open in the starter, so the next generation accepts what arrives),
@@ -95,6 +103,75 @@ def own_pss() -> int:
     return 0
 
 
+def _inherited_sockets() -> set[str]:
+    """The /proc links of the listening sockets SERVER_STARTER_PORT names."""
+    out = set()
+    for item in os.environ.get("SERVER_STARTER_PORT", "").split(";"):
+        fd = item.rpartition("=")[2]
+        if fd.isdigit():
+            try:
+                out.add(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                continue
+    return out
+
+
+def own_fds(inherited: set[str]) -> int:
+    """Open fds as the starter's --max-open-files counts them: fds 0-2 and the
+    inherited listening sockets aside."""
+    n = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue  # the fd listdir itself used, closed by now
+        n += int(name) > 2 and link not in inherited
+    return n
+
+
+def append_line(path: str, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())  # one write: lines of several workers never mix
+    finally:
+        os.close(fd)
+
+
+def _tag() -> str:
+    return "{} {} {}".format(
+        os.environ.get("SERVER_STARTER_GENERATION", "0"),
+        os.environ.get("SERVER_STARTER_WORKER", "0"),
+        os.getpid(),
+    )
+
+
+class FdLeaker:
+    """Opens sockets at a fixed rate and never closes them: a leak for --max-open-files."""
+
+    def __init__(self, per_s: float, max_fds: int, log_path: str | None) -> None:
+        self.step_fds = max(1, round(per_s * GROW_STEP))
+        self.max_fds = max_fds
+        self.log_path = log_path
+        self.held: list[socket.socket] = []
+        self.inherited = _inherited_sockets()
+        self.next_at = time.monotonic() + GROW_STEP
+        self.tag = _tag()
+
+    def due_in(self) -> float | None:
+        if len(self.held) >= self.max_fds:
+            return None
+        return max(0.0, self.next_at - time.monotonic())
+
+    def step(self) -> None:
+        now = time.monotonic()
+        if now < self.next_at or len(self.held) >= self.max_fds:
+            return
+        self.next_at = now + GROW_STEP
+        self.held.extend(socket.socket() for _ in range(self.step_fds))
+        if self.log_path:
+            append_line(self.log_path, f"{self.tag} {time.time():.6f} {own_fds(self.inherited)}\n")
+
+
 class Grower:
     """Holds memory that grows at a fixed rate: a leak for the memory-limit benchmark."""
 
@@ -105,11 +182,7 @@ class Grower:
         self.held: list[bytes] = []
         self.total = 0
         self.next_at = time.monotonic() + GROW_STEP
-        self.tag = "{} {} {}".format(
-            os.environ.get("SERVER_STARTER_GENERATION", "0"),
-            os.environ.get("SERVER_STARTER_WORKER", "0"),
-            os.getpid(),
-        )
+        self.tag = _tag()
 
     def due_in(self) -> float | None:
         if self.total >= self.max_bytes:
@@ -124,12 +197,7 @@ class Grower:
         self.held.append(b"\1" * self.step_bytes)  # written: resident, not just reserved
         self.total += self.step_bytes
         if self.log_path:
-            line = f"{self.tag} {time.time():.6f} {own_pss()}\n"
-            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line.encode())  # one write: lines of several workers never mix
-            finally:
-                os.close(fd)
+            append_line(self.log_path, f"{self.tag} {time.time():.6f} {own_pss()}\n")
 
 
 def response(keep_alive: bool) -> bytes:
@@ -157,8 +225,9 @@ def main() -> int:
             os.close(fd)
     keep_alive = bool(os.environ.get("BENCH_KEEPALIVE"))
     grow_rate = float(os.environ.get("BENCH_GROW_MB_PER_S", "0") or 0)
+    leak_rate = float(os.environ.get("BENCH_LEAK_FDS_PER_S", "0") or 0)
     cpu_per_request = float(os.environ.get("BENCH_CPU_MS", "0") or 0) / 1000
-    grower: Grower | None = None
+    leaks: list[Grower | FdLeaker] = []
     reply = response(keep_alive)
     listener = listen_from_env()[0]
     listener.setblocking(False)
@@ -181,11 +250,17 @@ def main() -> int:
     if not os.environ.get("BENCH_NO_NOTIFY"):
         notify_ready()  # a no-op without NOTIFY_SOCKET (Perl's starter sets none)
     if grow_rate > 0:
-        grower = Grower(
+        leaks.append(Grower(
             grow_rate,
             float(os.environ.get("BENCH_GROW_MAX_MB", "512") or 512),
             os.environ.get("BENCH_MEM_LOG") or None,
-        )
+        ))
+    if leak_rate > 0:
+        leaks.append(FdLeaker(
+            leak_rate,
+            int(os.environ.get("BENCH_LEAK_FDS_MAX", "900") or 900),
+            os.environ.get("BENCH_FD_LOG") or None,
+        ))
 
     while True:
         if stop_deadline is not None:
@@ -195,7 +270,8 @@ def main() -> int:
             if timeout == 0.0:
                 break
         else:
-            timeout = grower.due_in() if grower is not None else None
+            dues = [d for d in (x.due_in() for x in leaks) if d is not None]
+            timeout = min(dues) if dues else None
         for key, _ in sel.select(timeout):
             tag = key.data
             if tag == "accept":
@@ -219,7 +295,7 @@ def main() -> int:
                 ):
                     sel.unregister(listener)  # stop accepting; keep the fd (it's shared)
                     stop_deadline = time.monotonic() + STRAGGLER_DEADLINE
-                    grower = None  # a retiring generation stops growing
+                    leaks = []  # a retiring generation stops growing and leaking
                     if keep_alive:  # idle keep-alive connections: close now
                         for conn in [c for c, b in pending.items() if not b]:
                             sel.unregister(conn)
@@ -261,8 +337,8 @@ def main() -> int:
                 sel.unregister(conn)
                 del pending[conn]
                 conn.close()
-        if grower is not None:
-            grower.step()
+        for leak in leaks:
+            leak.step()
     for conn in pending:
         conn.close()
     sel.close()

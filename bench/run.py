@@ -19,6 +19,8 @@ free loopback ports, each in its own temporary directory. The sections:
   g  req/s of ours --workers 2 vs ours --workers 1 (Perl's has no --workers)
   h  memory-limit restarts of ours under wrk load (Perl's has no memory limit)
   i  time from crossing the memory limit to the replacement ready / old one gone
+  j  fd-limit restarts of ours under wrk load, and the time from crossing the
+     limit to the replacement ready / old one gone (Perl's has no fd limit)
 
 Every wait is a condition polled with a deadline, every load is bounded in
 count and time, and everything started is stopped at the end (TERM, a
@@ -104,7 +106,7 @@ def _add_knobs(ap: argparse.ArgumentParser, sections: Sequence[Section]) -> None
     ap.add_argument("--reps", type=int, help="rounds of (f) (default 12, quick 4)")
     ap.add_argument("--greps", type=int, help="rounds of each app in (g) (default 8, quick 3)")
     ap.add_argument(
-        "--mload", type=int, help="seconds of each wrk run in (h) (default 12, quick 6)"
+        "--mload", type=int, help="seconds of each wrk run in (h) and (j) (default 12, quick 6)"
     )
     ap.add_argument(
         "--keep-alive",

@@ -17,6 +17,7 @@ from sections import (
     f_throughput,
     g_workers,
     hi_memory,
+    j_fds,
 )
 
 SECTIONS: list[Section] = [
@@ -27,4 +28,5 @@ SECTIONS: list[Section] = [
     f_throughput.SECTION,
     g_workers.SECTION,
     hi_memory.SECTION,
+    j_fds.SECTION,
 ]

@@ -28,15 +28,21 @@ def memory_replacements(log_path: Path, mem_log: Path, limit: int) -> list[dict[
 
     cross: the growth step after which the worker's own PSS first exceeded the
     limit (the app's BENCH_MEM_LOG); detect: the starter's "uses ... >
-    --max-memory" line; ready: the replacement's "is now running" line (same
-    slot); gone: the starter's line that the over-limit worker died. Times are
-    seconds after the crossing; None where the log ends first.
+    --max-memory" line; the rest as ``replacements`` says.
     """
-    crossed = _crossings(mem_log, limit)
+    return replacements(log_path, crossings(mem_log, limit), "> --max-memory")
+
+
+def replacements(log_path: Path, crossed: dict[int, float], verdict: str) -> list[dict[str, Any]]:
+    """Each verdict (a log line containing ``verdict``), timed from its worker's
+    crossing of the limit (``crossed``: pid -> time). detect: the verdict's line;
+    ready: the replacement's "is now running" line (same slot); gone: the
+    starter's line that the worker died. Times are seconds after the crossing;
+    None where the log ends first."""
     events = log_events(log_path)
     out = []
     for i, (t, pid, msg) in enumerate(events):
-        if pid is None or "> --max-memory" not in msg:
+        if pid is None or verdict not in msg:
             continue
         m = re.search(r"\(slot (\d+)\)", msg)
         slot = m.group(1) if m else None
@@ -62,10 +68,11 @@ def memory_replacements(log_path: Path, mem_log: Path, limit: int) -> list[dict[
     return out
 
 
-def _crossings(mem_log: Path, limit: int) -> dict[int, float]:
-    """pid -> the time of the app's first growth step over ``limit`` (its own PSS)."""
+def crossings(app_log: Path, limit: int) -> dict[int, float]:
+    """pid -> the time of the app's first step over ``limit`` (its own PSS, or fds),
+    from its lines "GEN WORKER PID UNIX_TIME FIGURE"."""
     crossed: dict[int, float] = {}
-    for line in mem_log.read_text().splitlines():
+    for line in app_log.read_text().splitlines():
         parts = line.split()
         if len(parts) != 5:
             continue

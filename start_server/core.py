@@ -85,6 +85,7 @@ class Generation:
     started_at: Optional[float] = None
     retire_at: Optional[float] = None  # ACTIVE but replaced: when to signal it
     workers: list[Worker] = field(default_factory=list)
+    spawning: int = 0  # Spawn actions whose Spawned/SpawnFailed has not come yet
 
     @property
     def pid(self) -> int:
@@ -482,6 +483,14 @@ class Supervisor:
         for w in g.workers:
             if w.state is not State.RETIRING:
                 self._retire_worker(w, signum, now, grace)
+        self._end_if_empty(g)
+
+    def _end_if_empty(self, g: Generation) -> None:
+        """A retiring generation with no worker and none coming is over: every slot
+        was waiting for a respawn, so no exit would ever come to end it."""
+        if g.state is State.RETIRING and not g.workers and not g.spawning:
+            # generation RETIRING -> EXITED
+            self._move(g, State.EXITED)
 
     def _failed(self, g: Generation, now: float, reason: str) -> None:
         """A generation's start failed: count it and schedule the next one with backoff."""
@@ -589,8 +598,9 @@ class Supervisor:
     def _new_generation(self, now: float) -> None:
         self.respawn_at = None
         self.last_number += 1
-        self.gens[self.last_number] = Generation(self.last_number, State.STARTING, now)
+        g = self.gens[self.last_number] = Generation(self.last_number, State.STARTING, now)
         for slot in range(self.policy.workers):
+            g.spawning += 1
             self._out.append(Spawn(self.last_number, slot))
 
     def _request_restart(self, why: str) -> None:
@@ -615,6 +625,7 @@ class Supervisor:
         g = self.gens.get(ev.number)
         if g is None:  # pragma: no cover - the loop spawns only what we asked for
             return
+        g.spawning -= 1
         w = Worker(ev.number, ev.slot, ev.pid, State.STARTING, spawned_at=now)
         w.jitter = ev.jitter * self.policy.auto_restart_jitter
         if g.state is State.ACTIVE:
@@ -622,11 +633,19 @@ class Supervisor:
             w.replaces = old[0].pid if old else None
         g.workers.append(w)
         self._log(f"starting new worker {ev.pid}", w)
+        if g.state is State.RETIRING:  # retired (or stopping) while it was spawned
+            p = self.policy
+            sig = p.signal_on_term if self.stopping else p.signal_on_hup
+            self._retire_worker(w, sig, now, p.stop_timeout)
 
     def _on_spawn_failed(self, ev: SpawnFailed, now: float) -> None:
         self._log(f"failed to start generation {ev.number}: {ev.reason}", None)
         g = self.gens.get(ev.number)
         if g is None:  # pragma: no cover
+            return
+        g.spawning -= 1
+        if g.state is State.RETIRING:
+            self._end_if_empty(g)
             return
         if g.state is State.STARTING:
             if not self.ever_started and len(self.gens) == 1:
@@ -725,6 +744,7 @@ class Supervisor:
     def _spawn_slot(self, g: Generation, slot: int, why: str) -> None:
         self.slot_respawn.pop((g.number, slot), None)
         self._log(f"slot {slot}: {why}", None)
+        g.spawning += 1
         self._out.append(Spawn(g.number, slot))
 
     def _on_signal(self, signum: int, now: float) -> None:

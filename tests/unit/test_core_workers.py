@@ -244,3 +244,60 @@ def test_jitter_moves_a_single_generation_auto_restart() -> None:
     assert s.next_deadline() == 106.0
     assert spawns(s.handle(Tick(), 105.9)) == []
     assert spawns(s.handle(Tick(), 106.0)) == [(2, 0)]
+
+
+def _all_slots_backing_off(s: Supervisor) -> float:
+    """The workers of generation 1 crash at once, again and again, until none is
+    left and every slot waits over 1.5 s for its next attempt; returns the time."""
+    now, pid = 5.0, 110
+    todo = [s.handle(Exited(100 + k, 256, "exit code 1"), now) for k in range(s.policy.workers)]
+    while True:
+        while todo:  # each respawn dies at once
+            for _, slot in spawns(todo.pop()):
+                s.handle(Spawned(1, pid, {}, slot), now)
+                todo.append(s.handle(Exited(pid, 256, "exit code 1"), now))
+                pid += 1
+        if s.gens[1].workers == [] and min(s.slot_respawn.values()) > now + 1.5:
+            return now
+        now = min(s.slot_respawn.values())
+        todo.append(s.handle(Tick(), now))
+
+
+def test_a_generation_without_workers_goes_when_its_successor_starts() -> None:
+    s = make(workers=2, interval=1.0, backoff_max=30.0)
+    boot(s)
+    now = _all_slots_backing_off(s)
+    assert spawns(s.handle(Signalled(signal.SIGHUP), now)) == [(2, 0), (2, 1)]
+    s.handle(Spawned(2, 200, {}, 0), now)
+    s.handle(Spawned(2, 201, {}, 1), now)
+    s.handle(Tick(), now + 1.0)
+    assert list(s.gens) == [2] and s.slot_respawn == {}
+    s.handle(Signalled(signal.SIGTERM), now + 2)
+    s.handle(Exited(200, 0, "exit code 0"), now + 2)
+    acts = s.handle(Exited(201, 0, "exit code 0"), now + 2)
+    assert any(type(a).__name__ == "Exit" for a in acts)  # it used to wait forever
+
+
+def test_stop_while_every_slot_backs_off_exits_at_once() -> None:
+    s = make(workers=2, interval=1.0, backoff_max=30.0)
+    boot(s)
+    now = _all_slots_backing_off(s)
+    acts = s.handle(Signalled(signal.SIGTERM), now)
+    assert s.done and any(type(a).__name__ == "Exit" for a in acts)
+    assert spawns(s.handle(Tick(), now + 100)) == []
+
+
+def test_a_worker_spawned_into_a_stopping_generation_is_stopped_and_awaited() -> None:
+    s = make(workers=2, interval=1.0, backoff_max=30.0)
+    boot(s)
+    now = _all_slots_backing_off(s)
+    due = min(s.slot_respawn.values())
+    first = spawns(s.handle(Tick(), due))[:1]
+    assert first  # a respawn is under way (Spawned not in yet) when TERM comes
+    s.handle(Signalled(signal.SIGTERM), due)
+    assert not s.done and 1 in s.gens
+    acts = s.handle(Spawned(1, 999, {}, first[0][1]), due)
+    assert (999, TERM, False) in kills(acts)
+    acts = s.handle(Exited(999, 0, "exit code 0"), due + 0.1)
+    assert s.done and any(type(a).__name__ == "Exit" for a in acts)
+    assert now < due

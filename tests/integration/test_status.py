@@ -28,10 +28,10 @@ def test_status_after_a_broken_deploy(run: Harness) -> None:
     lines = status(run)
     assert lines[0] == f"start_server pid {s.pid}: serving generation 1"
     assert lines[1].split() == [
-        "GEN", "WORKER", "PID", "STATE", "READY", "UPTIME", "MEMORY", "STATUS"
+        "GEN", "WORKER", "PID", "STATE", "READY", "UPTIME", "MEMORY", "FDS", "STATUS"
     ]
     # Memory is shown without --max-memory too (the client measures it).
-    assert re.match(r"1\s+0\s+\d+\s+active\s+yes\s+\d+s\s+[\d.]+M$", lines[2]), lines
+    assert re.match(r"1\s+0\s+\d+\s+active\s+yes\s+\d+s\s+[\d.]+M\s+(\d+|-)$", lines[2]), lines
     assert len(lines) == 3, lines
 
     broken.touch()

@@ -329,8 +329,8 @@ class Chaos:
             f"chaos seed {self.seed} ({self.mode}), {time.monotonic() - self.t0:.1f} s: "
             f"{sum(self.counts.values())} events {dict(self.counts)}",
             f"requests served {v.served}, failed {v.failed} ({v.excused} in flight to a "
-            f"SIGKILLed worker); status lag max {self.watch.max_lag * 1000:.0f} ms "
-            f"({self.watch.max_wall_lag * 1000:.0f} ms of wall time); memory "
+            f"SIGKILLed worker); status lag max {self.watch.max_lag * 1000:.0f} ms once "
+            f"quiet ({self.watch.max_wall_lag * 1000:.0f} ms in all); memory "
             f"spikes {len(v.spikes)}, replaced for --max-memory {v.replaced}",
         ]
         if v.violations:

@@ -14,13 +14,16 @@ ZOMBIE_GRACE = 1.0  # a dead child must be reaped within this long
 MAX_WALL_LAG = 10.0  # a disagreement this long fails however busy the machine is
 
 
-def run_delay(pid: int) -> float:
-    """Seconds ``pid`` has spent runnable but waiting for a CPU, so far."""
+IDLE = {"do_epoll_wait", "ep_poll", "do_sys_poll", "do_select"}  # asleep in a selector
+
+
+def idle(pid: int) -> bool:
+    """``pid`` is asleep in its selector: it has handled all it was told of."""
     try:
-        with open(f"/proc/{pid}/schedstat") as fh:
-            return int(fh.read().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return 0.0
+        with open(f"/proc/{pid}/wchan") as fh:
+            return fh.read().strip() in IDLE
+    except OSError:
+        return False
 
 
 def status_pids(status_file: Path) -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
@@ -66,11 +69,11 @@ class Watch:
         self.table: Table = scan(starter)
         self.changed_at = time.monotonic()  # when the worker set last changed
         self.changes = 0
-        self.max_lag = 0.0  # longest disagreement seen (s), runqueue waits not counted
-        self.max_wall_lag = 0.0  # ... in wall time
+        self.max_lag = 0.0  # longest disagreement seen while all was quiet (s)
+        self.max_wall_lag = 0.0  # ... seen at all
         self.checks = 0
-        self._disagree_since: Optional[float] = None
-        self._delay_since = 0.0  # the starter's run_delay() when the disagreement began
+        self._disagree_since: Optional[float] = None  # first sight of a disagreement
+        self._quiet_since: Optional[float] = None  # ... since when the starter is quiet
         self._zombies: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -101,6 +104,7 @@ class Watch:
             status = None
         now = time.monotonic()
         table = scan(self.starter)
+        quiet = idle(self.starter)
         if table.workers != self.table.workers:
             self.changed_at = now
             self.changes += 1
@@ -117,38 +121,38 @@ class Watch:
             if named != self.starter:
                 self._violate(f"pid file names {named}, the starter is {self.starter}")
         if status is not None:
-            self._check_status(table, now, *status)
+            self._check_status(table, now, quiet, status)
         self._check_zombies(table, now)
 
-    def _check_status(self, table: Table, now: float, plain: frozenset[int],
-                      detail: frozenset[int], started: frozenset[int]) -> None:
-        """A disagreement must end within ``lag`` of the later of the table's last
-        change and its own first sight (a worker that came and went between two
-        scans is a change the table never showed). Time the starter spent waiting
-        for a CPU does not count: on a loaded machine no process answers in 0.2 s
-        of wall time, and that says nothing about the starter."""
+    def _check_status(self, table: Table, now: float, quiet: bool,
+                      status: tuple[frozenset[int], ...]) -> None:
+        """A disagreement must end within ``lag`` once things are quiet: the table
+        unchanged and the starter asleep in its selector, so done with all it
+        was told of. (Spawning three workers, or waiting for a CPU on a loaded
+        machine, can take longer than 0.2 s and says nothing of the status.)
+        However busy the starter, a disagreement may not last MAX_WALL_LAG."""
+        plain, detail, started = status
         if plain == started and detail == table.workers:
             if self._disagree_since is not None:
-                self.max_lag = max(self.max_lag, self._lag(now))
                 self.max_wall_lag = max(self.max_wall_lag, now - self._disagree_since)
-            self._disagree_since = None
+            if self._quiet_since is not None:
+                self.max_lag = max(self.max_lag, now - self._quiet_since)
+            self._disagree_since = self._quiet_since = None
             return
-        if self._disagree_since is None or self._disagree_since < self.changed_at:
-            self._disagree_since = now if self._disagree_since is None else self.changed_at
-            self._delay_since = run_delay(self.starter)
-        lag = self._lag(now)
+        if self._disagree_since is None:
+            self._disagree_since = now
+        if not quiet or self.changed_at == now:
+            self._quiet_since = None
+        elif self._quiet_since is None:
+            self._quiet_since = now
+        lag = 0.0 if self._quiet_since is None else now - self._quiet_since
         if lag > self.lag or now - self._disagree_since > MAX_WALL_LAG:
             self._violate(
-                f"status disagrees with the process table for {lag:.3f} s "
-                f"({now - self._disagree_since:.3f} s of wall time): workers "
+                f"status disagrees with the process table for {lag:.3f} s while the starter "
+                f"is idle ({now - self._disagree_since:.3f} s in all): workers "
                 f"{sorted(table.workers)}, status file {sorted(plain)}, json {sorted(detail)} "
                 f"of which started {sorted(started)}"
             )
-
-    def _lag(self, now: float) -> float:
-        """How long the current disagreement lasted, less the starter's runqueue wait."""
-        assert self._disagree_since is not None
-        return now - self._disagree_since - (run_delay(self.starter) - self._delay_since)
 
     def _check_zombies(self, table: Table, now: float) -> None:
         self._zombies = {z: self._zombies.get(z, now) for z in table.zombies}

@@ -457,22 +457,26 @@ def _fd_kind(target: str) -> str:
     return "others"
 
 
-def _process_fds(pid: int, skip: set[str], kinds: dict[str, int]) -> None:
-    """Add the fds of ``pid`` to ``kinds``, but 0-2 and those linking to ``skip``.
+def _process_fds(pid: int, skip: set[str]) -> dict[str, int]:
+    """The fds of ``pid`` by kind, but 0-2 and those linking to ``skip``.
 
-    OSError when the process is gone or its fds are not ours to read.
+    OSError when the process is gone or its fds are not ours to read: a
+    process that made itself non-dumpable lets us list its fds but not read
+    their links, unless we may ptrace it.
     """
     base = f"/proc/{pid}/fd"
+    kinds: dict[str, int] = {}
     for name in os.listdir(base):
         if int(name) <= 2:
             continue
         try:
             target = os.readlink(f"{base}/{name}")
-        except OSError:
+        except FileNotFoundError:
             continue  # closed meanwhile
         if target not in skip:
             kind = _fd_kind(target)
             kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
 
 
 def _nofile(pid: int) -> Optional[int]:
@@ -493,11 +497,14 @@ def _tree_fds(pids: list[int], skip: set[str]) -> Fds:
     unreadable = []
     for pid in pids:
         try:
-            _process_fds(pid, skip, kinds)
+            mine = _process_fds(pid, skip)
         except (FileNotFoundError, ProcessLookupError):
             continue  # gone meanwhile
         except OSError as exc:
             unreadable.append((pid, exc.strerror or str(exc)))
+            continue
+        for kind, n in mine.items():
+            kinds[kind] = kinds.get(kind, 0) + n
     ordered = tuple(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
     return Fds(sum(kinds.values()), ordered, _nofile(pids[0]), tuple(unreadable))
 

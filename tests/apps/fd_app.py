@@ -7,6 +7,8 @@
   --hold N            open N sockets at start and keep them
   --once PATH         leak (either way) only if this process is the one that
                       removes PATH: one generation leaks, its successor not
+  --hidden-child      fork a child that makes itself non-dumpable (its fds can be
+                      listed but not read without CAP_SYS_PTRACE) and waits for TERM
 
 Answers and drains on TERM as hello_app does ("hello from generation G pid P").
 """
@@ -14,7 +16,9 @@ Answers and drains on TERM as hello_app does ("hello from generation G pid P").
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import signal
 import socket
 import sys
 import threading
@@ -46,6 +50,7 @@ def main() -> None:
     ap.add_argument("--leak-max", type=int, default=2000)
     ap.add_argument("--hold", type=int, default=0)
     ap.add_argument("--once", default=None)
+    ap.add_argument("--hidden-child", action="store_true")
     args = ap.parse_args()
     leaks = True
     if args.once is not None:
@@ -57,6 +62,10 @@ def main() -> None:
         LEAKED.extend(socket.socket() for _ in range(args.hold))
         if args.leak_per_request:
             LeakingHandler.limit = args.leak_max
+    if args.hidden_child and os.fork() == 0:
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+        while True:
+            signal.pause()  # until TERM (its default action) from the starter
     serve_http(LeakingHandler)
 
 

@@ -7,9 +7,12 @@ import contextlib
 import json
 import os
 import re
+import time
 
 import pytest
 from support import APPS, PY, ClientLoad, Harness, first_worker, free_port, read_status, wait_until
+
+from start_server import effects
 
 FD_APP = str(APPS / "fd_app.py")
 
@@ -131,3 +134,39 @@ def test_status_counts_what_the_app_holds_not_the_sockets_it_inherited(run: Harn
     assert r.returncode == 0, r.stderr
     header, row = r.stdout.splitlines()[1:3]
     assert row.split()[header.split().index("FDS")] == str(held), r.stdout
+
+
+def test_a_process_whose_fds_cannot_be_read_is_left_out_with_one_line(run: Harness) -> None:
+    # The worker's child makes itself non-dumpable: only a starter that may ptrace
+    # it reads its fds. Ours runs as root without CAP_SYS_PTRACE (or, not root, as a
+    # user for whom that child's /proc/PID/fd is root's).
+    drop = ["setpriv", "--bounding-set=-sys_ptrace"] if os.geteuid() == 0 else []
+    status = run.tmp / "status"
+    s = run.start(
+        f"--port=127.0.0.1:{free_port()}",
+        f"--status-file={status}",
+        "--wait-ready",
+        "--max-open-files=1000",
+        "--health-check-interval=0.1",
+        "--",
+        PY,
+        FD_APP,
+        "--hold=3",
+        "--hidden-child",
+        argv0=[*drop, PY, "-m", "start_server"],
+    )
+    m = s.wait_line(
+        r"gen=1 pid=(\d+) cannot read the fds of process (\d+) \(Permission denied\); "
+        r"not counted",
+        timeout=30,
+    )
+    worker, child = int(m.group(1)), int(m.group(2))
+    assert effects.parent_of(child) == worker
+    # The worker itself is still counted: its 3 sockets at least.
+    wait_until(
+        lambda: json.loads((run.tmp / "status.json").read_text())["generations"][0]["fds"] >= 3,
+        what="the worker's own fds counted",
+    )
+    # An observation window of about ten more checks: the line is not repeated.
+    time.sleep(1.0)
+    assert s.output.count("cannot read the fds") == 1, s.output

@@ -731,8 +731,9 @@ class Supervisor:
                 )
         else:
             self._log(f"old worker {w.pid} died, {st}", w)
-        if g.workers or (g.state is State.ACTIVE and self.policy.workers > 1 and was_current
-                         and not self.stopping):
+        # A process still being made for it (a slot's replacement) ends it later.
+        if g.workers or g.spawning or (g.state is State.ACTIVE and self.policy.workers > 1
+                                       and was_current and not self.stopping):
             return
         # generation ACTIVE -> EXITED, RETIRING -> EXITED
         self._move(g, State.EXITED)

@@ -200,7 +200,7 @@ class Starter:
         effects.log_exception("unexpected error; stopping the generations")
         try:
             self.exit_code = None
-            self.queue.clear()
+            # What is queued stays: a spawn's result must reach the core.
             self.queue.append(Signalled(signal.SIGTERM))
             self._loop(wake)
         except Exception:

@@ -108,3 +108,24 @@ def test_a_memory_check_shorter_than_a_proc_scan_does_not_recurse(run: Harness) 
     s.signal(signal.SIGTERM)
     assert s.wait() == 0
     assert "Traceback" not in s.output
+
+
+def test_term_during_a_storm_of_failed_spawns(run: Harness) -> None:
+    """The command is gone and --interval=0 retries at once: a TERM handled
+    between a spawn and its result once left the starter waiting forever for a
+    generation that had no process."""
+    port = free_port()
+    script = run.tmp / "app.sh"
+    script.write_text(f"#!/bin/sh\nexec {PY} {APP}\n")
+    script.chmod(0o755)
+    s = run.start(f"--port=127.0.0.1:{port}", "--interval=0", "--", str(script))
+    s.wait_line(r"gen=1 .*is now running")
+    script.unlink()
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    for _ in range(3):  # several attempts in a row
+        s.wait_line(r"failed to start generation", start=mark)
+        mark = s.mark()
+    s.signal(signal.SIGTERM)
+    assert s.wait(timeout=30) == 0
+    assert "Traceback" not in s.output

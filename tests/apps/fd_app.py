@@ -7,6 +7,7 @@
   --hold N            open N sockets at start and keep them
   --once PATH         leak (either way) only if this process is the one that
                       removes PATH: one generation leaks, its successor not
+  --child             fork a child (holding what the app holds so far) that waits for TERM
   --hidden-child      fork a child that makes itself non-dumpable (its fds can be
                       listed but not read without CAP_SYS_PTRACE) and waits for TERM
 
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("--leak-max", type=int, default=2000)
     ap.add_argument("--hold", type=int, default=0)
     ap.add_argument("--once", default=None)
+    ap.add_argument("--child", action="store_true")
     ap.add_argument("--hidden-child", action="store_true")
     args = ap.parse_args()
     leaks = True
@@ -62,8 +64,9 @@ def main() -> None:
         LEAKED.extend(socket.socket() for _ in range(args.hold))
         if args.leak_per_request:
             LeakingHandler.limit = args.leak_max
-    if args.hidden_child and os.fork() == 0:
-        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+    if (args.child or args.hidden_child) and os.fork() == 0:
+        if args.hidden_child:
+            ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
         while True:
             signal.pause()  # until TERM (its default action) from the starter
     serve_http(LeakingHandler)

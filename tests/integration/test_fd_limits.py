@@ -91,7 +91,7 @@ def test_the_fraction_of_each_workers_own_limit_replaces_that_worker_alone(
     assert len(re.findall(r"> 50 \(--max-fd-fraction", s.output)) == 1, s.output
 
 
-def test_status_counts_what_the_app_holds_not_the_sockets_it_inherited(run: Harness) -> None:
+def test_status_sums_what_the_tree_holds_but_the_sockets_it_inherited(run: Harness) -> None:
     ports = [free_port() for _ in range(3)]
     status, pid_file = run.tmp / "status", run.tmp / "pid"
     s = run.start(
@@ -105,6 +105,7 @@ def test_status_counts_what_the_app_holds_not_the_sockets_it_inherited(run: Harn
         PY,
         FD_APP,
         "--hold=5",
+        "--child",  # holds the same 5 sockets and the inherited listeners: summed
     )
     worker = wait_until(lambda: read_status(status), what="a worker")[0][1]
 
@@ -116,24 +117,36 @@ def test_status_counts_what_the_app_holds_not_the_sockets_it_inherited(run: Harn
         return fds
 
     def expected() -> int:
-        """What the worker holds, but fds 0-2 and what it shares with the starter:
-        the inherited listening sockets (the app keeps the one it serves)."""
+        """What the worker and its child hold, but fds 0-2 and what they share with
+        the starter: the inherited listening sockets."""
         inherited = {link for link in links(s.pid).values() if link.startswith("socket:")}
-        return sum(1 for fd, link in links(worker).items() if fd > 2 and link not in inherited)
+        assert len(children) == 1, children
+        return sum(
+            1
+            for pid in (worker, *children)
+            for fd, link in links(pid).items()
+            if fd > 2 and link not in inherited
+        )
 
     def counted() -> object:
         d = json.loads((run.tmp / "status.json").read_text())
         return d["generations"][0].get("fds")
 
+    children = wait_until(lambda: _children(worker), what="the worker's child")
     held = wait_until(
         lambda: (n := counted()) is not None and n == expected() and n,
         what="the count of what the worker holds",
     )
-    assert held >= 5
+    assert held >= 10  # 5 sockets in each
     r = run.run("--status", f"--pid-file={pid_file}", f"--status-file={status}")
     assert r.returncode == 0, r.stderr
     header, row = r.stdout.splitlines()[1:3]
     assert row.split()[header.split().index("FDS")] == str(held), r.stdout
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        return [int(x) for x in fh.read().split()]
 
 
 def test_a_process_whose_fds_cannot_be_read_is_left_out_with_one_line(run: Harness) -> None:

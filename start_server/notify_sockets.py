@@ -9,7 +9,10 @@ kernel's credentials of its sender (``SCM_CREDENTIALS``: the pid at the time
 it was sent) name a process that is, when the datagram is read, alive and in
 the generation's process tree. A sender that has already exited cannot be
 placed and is dropped: accepting it would let anyone fake readiness by
-sending and exiting at once. ``systemd-notify`` stays alive until its
+sending and exiting at once. Where the kernel passes the sender's pidfd with
+the datagram (``SO_PASSPIDFD``, Linux 6.5), that tells whether the very
+sender is still alive, so a pid reused since the datagram was sent cannot
+stand in for it. ``systemd-notify`` stays alive until its
 message has been read (it waits on a barrier), so it is placed.
 
 A flood costs little: at most ``BATCH`` datagrams are read per wake-up and
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import signal
 import socket
 import struct
 
@@ -43,6 +47,16 @@ BUDGET = 256  # datagrams read from one socket per second
 WINDOW = 1.0  # seconds: the budget's period, and the least time between two drop summaries
 _UCRED = struct.Struct("iII")  # pid, uid, gid
 _CREDS_SPACE = socket.CMSG_SPACE(_UCRED.size)
+_PIDFD_SPACE = socket.CMSG_SPACE(4)
+SCM_PIDFD = 4  # the same on every architecture
+# SO_PASSPIDFD is 76 where the socket options are the generic ones (not on
+# alpha, mips, parisc, sparc); Python names it from 3.14 on.
+SO_PASSPIDFD: Optional[int] = getattr(socket, "SO_PASSPIDFD", None)
+if SO_PASSPIDFD is None and os.uname().machine in (
+    "x86_64", "i686", "i386", "aarch64", "armv7l", "armv6l", "riscv64", "ppc64le",
+    "ppc64", "s390x", "loongarch64",
+):
+    SO_PASSPIDFD = 76
 _MAX_SUN_PATH = 100  # of sun_path's 108 bytes, with room for "/<number>"
 
 
@@ -80,14 +94,49 @@ def parse_notify(data: bytes) -> dict[str, str]:
     return fields
 
 
-def sender(ancillary: list[tuple[int, int, bytes]]) -> tuple[int, int]:
-    """The sender's (pid, uid) from the kernel's credentials; (0, -1) without them."""
+def sender(ancillary: list[tuple[int, int, bytes]]) -> tuple[int, int, Optional[bool]]:
+    """The sender's pid and uid from the kernel's credentials ((0, -1) without them),
+    and whether it is alive now by its pidfd (None without one).
+
+    A pid may have been reused since the datagram was sent; a pidfd names the
+    very process. Every fd that came with the datagram is closed here (the
+    pidfd, and whatever a sender passed, such as systemd-notify's barrier).
+    """
+    pid, uid, alive = 0, -1, None
     for level, kind, payload in ancillary:
-        ucred = level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
-        if ucred and len(payload) >= _UCRED.size:
+        if level != socket.SOL_SOCKET:
+            continue
+        if kind == socket.SCM_CREDENTIALS and len(payload) >= _UCRED.size:
             pid, uid, _gid = _UCRED.unpack(payload[: _UCRED.size])
-            return pid, uid
-    return 0, -1
+        elif kind in (SCM_PIDFD, socket.SCM_RIGHTS):
+            for fd in struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4]):
+                if kind == SCM_PIDFD:
+                    alive = _alive(fd)
+                os.close(fd)
+    return pid, uid, alive
+
+
+def _alive(pidfd: int) -> Optional[bool]:
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, only not ours to signal
+    except OSError:
+        return None
+    return True
+
+
+def _pass_pidfd(sock: socket.socket) -> bool:
+    """Ask for the sender's pidfd with each datagram (Linux >= 6.5); False where not had."""
+    if SO_PASSPIDFD is None:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_PASSPIDFD, 1)
+    except OSError:
+        return False
+    return True
 
 
 class _Channel:
@@ -96,6 +145,7 @@ class _Channel:
     def __init__(self, sock: socket.socket, path: Optional[str]) -> None:
         self.sock = sock
         self.path = path  # None: an abstract socket (no private directory could be made)
+        self.space = _CREDS_SPACE + (_PIDFD_SPACE if _pass_pidfd(sock) else 0)
         self.window_start = 0.0
         self.reads = 0
         self.paused = False
@@ -218,14 +268,17 @@ class NotifySockets:
                 ch.paused = True
                 break
             try:
-                data, anc, _flags, _addr = ch.sock.recvmsg(4096, _CREDS_SPACE)
+                data, anc, _flags, _addr = ch.sock.recvmsg(4096, ch.space)
             except (BlockingIOError, InterruptedError):
                 break
             ch.reads += 1
-            pid, uid = sender(anc)
-            if pid not in placed:
-                placed[pid] = _place(pid, gen)
-            worker, why = placed[pid]
+            pid, uid, alive = sender(anc)
+            if alive is False:
+                worker, why = None, "already exited"
+            else:
+                if pid not in placed:
+                    placed[pid] = _place(pid, gen)
+                worker, why = placed[pid]
             if worker is None:
                 ch.dropped += 1
                 ch.last_drop = f"pid {pid}, uid {uid}: {why}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import os
 import selectors
 import shutil
@@ -171,3 +172,41 @@ def test_the_directory_is_made_in_tmpdir_unless_another_user_could_swap_it(
                     socks.close()
     finally:
         shutil.rmtree(mine)
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_every_fd_that_comes_with_a_datagram_is_closed(sockets: Sockets, other: int) -> None:
+    """The sender's pidfd, and fds a sender passes (systemd-notify's barrier) whose
+    closing is what the sender waits for."""
+    socks, _sel = sockets
+    address = socks.address(1)
+    read_end, write_end = os.pipe()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendmsg([b"BARRIER=1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                    array.array("i", [write_end]))], 0, address)
+        os.close(write_end)  # only the datagram holds it now
+        for _ in range(5):  # a socket's queue may hold as few as 10 (net.unix.max_dgram_qlen)
+            s.sendto(b"READY=1", address)
+    before = _fds()
+    assert socks.read(1, _generation(1, other), 0.0) == []
+    assert _fds() == before
+    assert os.read(read_end, 1) == b""  # the barrier's end was closed: the sender goes on
+    os.close(read_end)
+
+
+def test_a_sender_gone_before_its_datagram_is_read_is_dropped(
+    sockets: Sockets, capfd: pytest.CaptureFixture[str]
+) -> None:
+    socks, _sel = sockets
+    address = socks.address(1)
+    child = subprocess.run(
+        [sys.executable, "-c", "import socket, sys; s = socket.socket(socket.AF_UNIX, "
+         "socket.SOCK_DGRAM); s.sendto(b'READY=1', sys.argv[1]); print(__import__('os')"
+         ".getpid())", address], capture_output=True, text=True, check=True, timeout=30)
+    # The sender was our child: by its pid alone it would be in our tree, were it alive.
+    assert socks.read(1, _generation(1, os.getpid()), 0.0) == []
+    assert f"(last: pid {child.stdout.strip()}, uid {os.getuid()}: already exited)" in \
+        capfd.readouterr().err

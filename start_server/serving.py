@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Callable, Optional
 
-from .listener import listen_from_env, notify, notify_ready
+from .listener import ENV_PORT, ServerStarterError, listen_from_env, notify, notify_ready
 
 
 class _InheritedServer(HTTPServer):
@@ -121,7 +121,7 @@ def serve_http(
     thread is not a daemon thread, so the interpreter would wait for it).
     Call it from the main thread (signal handlers live there).
     """
-    sock = listen_from_env(key)[0] if key is not None else listen_from_env()[0]
+    sock = _stream_socket(key)
     server = _InheritedServer(sock, handler_class)
     wake_read, wake_write = socket.socketpair()
     wake_read.setblocking(False)
@@ -152,6 +152,20 @@ def serve_http(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)
+
+
+def _stream_socket(key: Optional[str]) -> socket.socket:
+    """The inherited socket to serve on: ``key``'s, else the first; a stream one."""
+    socks = listen_from_env(key)
+    if not socks:
+        raise ServerStarterError(f"{ENV_PORT} names no socket: nothing to serve on")
+    for extra in socks[1:]:
+        extra.detach()  # not ours to close: leave the fd as inherited
+    if socks[0].type != socket.SOCK_STREAM:
+        name = key if key is not None else "the first socket"
+        socks[0].detach()
+        raise ServerStarterError(f"{ENV_PORT}: {name} is not a stream socket: no HTTP on it")
+    return socks[0]
 
 
 def _ignore(signum: int, frame: object) -> None:

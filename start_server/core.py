@@ -85,7 +85,13 @@ class Generation:
     started_at: Optional[float] = None
     retire_at: Optional[float] = None  # ACTIVE but replaced: when to signal it
     workers: list[Worker] = field(default_factory=list)
-    spawning: int = 0  # Spawn actions whose Spawned/SpawnFailed has not come yet
+    # The slots of spawns asked for and not yet answered (Spawned or SpawnFailed):
+    # the loop queues the answer behind the events already waiting, so others
+    # come first. A generation is not forgotten while one is out, and a slot
+    # with one is being replaced.
+    pending: list[int] = field(default_factory=list)
+    retire_signal: int = 0  # RETIRING: what a worker spawned late is sent, and its grace
+    retire_grace: Optional[float] = None
 
     @property
     def pid(self) -> int:
@@ -100,6 +106,11 @@ class Generation:
     @property
     def ready(self) -> bool:
         return bool(self.workers) and all(w.ready for w in self.workers)
+
+    def answered(self, slot: int) -> None:
+        """A spawn for ``slot`` was answered."""
+        if slot in self.pending:
+            self.pending.remove(slot)
 
     def in_slot(self, slot: int) -> list[Worker]:
         return [w for w in self.workers if w.slot == slot]
@@ -412,9 +423,7 @@ class Supervisor:
         if isinstance(obj, Generation):
             if to in (State.EXITED, State.FAILED):
                 del self.gens[obj.number]
-                for key in [k for k in self.slot_respawn if k[0] == obj.number]:
-                    del self.slot_respawn[key]
-                self.replace_queue = [r for r in self.replace_queue if r[0] != obj.number]
+                self._drop_replacements(obj.number)
         elif to in (State.EXITED, State.FAILED):
             self.gens[obj.number].workers.remove(obj)
 
@@ -457,6 +466,7 @@ class Supervisor:
             self._log(f"sleeping {delay:g} secs before killing old workers")
         for o in olds:
             o.retire_at = now + delay if o.retire_at is None else min(o.retire_at, now + delay)
+            self._drop_replacements(o.number)  # replaced as a whole now
         pid_text = ",".join(str(w.pid) for w in sorted(g.workers, key=lambda w: w.slot))
         serving = f"STATUS=generation {g.number} (pid {pid_text}) is serving"
         if self.restart_pending:
@@ -469,26 +479,37 @@ class Supervisor:
             self._log("starting the restart that was requested during the last start")
             self._new_generation(now)
 
-    def _retire_worker(self, w: Worker, signum: int, now: float, grace: Optional[float]) -> None:
+    def _retire_worker(
+        self, w: Worker, signum: int, now: float, grace: Optional[float], group: bool = False
+    ) -> None:
         # worker ACTIVE -> RETIRING, or STARTING -> RETIRING
         self._move(w, State.RETIRING)
         w.signalled_at = now
         w.kill_after = grace
-        self._out.append(Kill(w.pid, signum))
+        self._out.append(Kill(w.pid, signum, group))
 
-    def _retire(self, g: Generation, signum: int, now: float, grace: Optional[float]) -> None:
+    def _retire(
+        self, g: Generation, signum: int, now: float, grace: Optional[float], group: bool = False
+    ) -> None:
         # generation ACTIVE -> RETIRING, or STARTING -> RETIRING
         self._move(g, State.RETIRING)
         g.retire_at = None
+        g.retire_signal, g.retire_grace = signum, grace
+        self._drop_replacements(g.number)
         for w in g.workers:
             if w.state is not State.RETIRING:
-                self._retire_worker(w, signum, now, grace)
-        self._end_if_empty(g)
+                self._retire_worker(w, signum, now, grace, group)
+        self._end_if_empty(g)  # no worker left to wait for (all died, none on its way)
+
+    def _drop_replacements(self, number: int) -> None:
+        """A generation that is gone or replaced gets no worker replaced alone."""
+        for key in [k for k in self.slot_respawn if k[0] == number]:
+            del self.slot_respawn[key]
+        self.replace_queue = [r for r in self.replace_queue if r[0] != number]
 
     def _end_if_empty(self, g: Generation) -> None:
-        """A retiring generation with no worker and none coming is over: every slot
-        was waiting for a respawn, so no exit would ever come to end it."""
-        if g.state is State.RETIRING and not g.workers and not g.spawning:
+        """A retiring generation with no worker left and none on its way is gone."""
+        if g.state is State.RETIRING and not g.workers and not g.pending:
             # generation RETIRING -> EXITED
             self._move(g, State.EXITED)
 
@@ -537,7 +558,7 @@ class Supervisor:
         """Stop what is left of a generation that did not start, then count it."""
         for w in g.workers:
             w.failed_start = True
-        if g.workers:
+        if g.workers or g.pending:
             self._retire(g, self.policy.signal_on_hup, now, self.policy.not_ready_grace)
         else:
             # generation STARTING -> FAILED
@@ -547,7 +568,7 @@ class Supervisor:
     def _slot_failed(self, w: Worker, now: float) -> None:
         """A worker replaced alone did not start: try its slot again after the backoff."""
         self._count_failure(now)
-        if self.stopping or w.number not in self.gens:
+        if self.stopping or self.gens.get(w.number) is not self.current():
             return
         delay = self.backoff_delay()
         self.slot_respawn[(w.number, w.slot)] = max(w.spawned_at + delay, now)
@@ -598,9 +619,10 @@ class Supervisor:
     def _new_generation(self, now: float) -> None:
         self.respawn_at = None
         self.last_number += 1
-        g = self.gens[self.last_number] = Generation(self.last_number, State.STARTING, now)
+        self.gens[self.last_number] = Generation(
+            self.last_number, State.STARTING, now, pending=list(range(self.policy.workers))
+        )
         for slot in range(self.policy.workers):
-            g.spawning += 1
             self._out.append(Spawn(self.last_number, slot))
 
     def _request_restart(self, why: str) -> None:
@@ -623,9 +645,10 @@ class Supervisor:
     def _on_spawned(self, ev: Spawned, now: float) -> None:
         self._apply_overrides(ev.overrides)
         g = self.gens.get(ev.number)
-        if g is None:  # pragma: no cover - the loop spawns only what we asked for
+        if g is None:  # pragma: no cover - a generation waits for its spawns
+            self._stop_leftover(ev.pid, now)  # never a process nobody supervises
             return
-        g.spawning -= 1
+        g.answered(ev.slot)
         w = Worker(ev.number, ev.slot, ev.pid, State.STARTING, spawned_at=now)
         w.jitter = ev.jitter * self.policy.auto_restart_jitter
         if g.state is State.ACTIVE:
@@ -633,43 +656,52 @@ class Supervisor:
             w.replaces = old[0].pid if old else None
         g.workers.append(w)
         self._log(f"starting new worker {ev.pid}", w)
-        if g.state is State.RETIRING:  # retired (or stopping) while it was spawned
-            p = self.policy
-            sig = p.signal_on_term if self.stopping else p.signal_on_hup
-            self._retire_worker(w, sig, now, p.stop_timeout)
+        if g.state is State.RETIRING:
+            # Its generation was told to go while it was being spawned: it goes too.
+            w.failed_start = g.started_at is None
+            sig = signal_name(g.retire_signal)
+            self._log(f"generation {g.number} is retiring; sending {sig} to new worker {w.pid}", w)
+            self._retire_worker(w, g.retire_signal, now, g.retire_grace)
 
     def _on_spawn_failed(self, ev: SpawnFailed, now: float) -> None:
         self._log(f"failed to start generation {ev.number}: {ev.reason}", None)
         g = self.gens.get(ev.number)
-        if g is None:  # pragma: no cover
+        if g is None:  # pragma: no cover - a generation waits for its spawns
             return
-        g.spawning -= 1
+        g.answered(ev.slot)
         if g.state is State.RETIRING:
-            self._end_if_empty(g)
+            self._end_if_empty(g)  # told to go meanwhile: nothing to retry
             return
         if g.state is State.STARTING:
             if not self.ever_started and len(self.gens) == 1:
-                # Nothing runs and nothing can: give up loudly.
-                for w in g.workers:
-                    self._out.append(Kill(w.pid, signal.SIGKILL, group=True))
-                self.stopping = True
-                self.failed_number, self.failed_reason = ev.number, ev.reason
-                self._log("giving up: the first generation could not be started")
-                self.exit_code = 1
-                self.done = True
+                self._give_up(g, ev, now)
                 return
             self._fail_generation(g, now, ev.reason)
             return
         ghost = Worker(ev.number, ev.slot, 0, State.STARTING, spawned_at=now)
         self._slot_failed(ghost, now)
 
+    def _give_up(self, g: Generation, ev: SpawnFailed, now: float) -> None:
+        """Nothing runs and nothing can: kill what was spawned, exit 1 once it is gone
+        (a sibling whose Spawned is still queued included)."""
+        self.stopping = True
+        self.exit_code = 1
+        self.failed_number, self.failed_reason = ev.number, ev.reason
+        self._log("giving up: the first generation could not be started")
+        for w in g.workers:
+            w.failed_start = True
+        self._retire(g, signal.SIGKILL, now, None, group=True)
+
     def _on_adopted(self, ev: Adopted, now: float) -> None:
         for pid in ev.pids:
             if pid in self.leftovers or self.by_pid(pid) is not None:
                 continue
-            self.leftovers[pid] = now
             self._log(f"stopping leftover process {pid}: the worker that started it is gone")
-            self._out.append(Kill(pid, signal.SIGTERM))
+            self._stop_leftover(pid, now)
+
+    def _stop_leftover(self, pid: int, now: float) -> None:
+        self.leftovers[pid] = now
+        self._out.append(Kill(pid, signal.SIGTERM))
 
     def _on_exited(self, ev: Exited, now: float) -> None:
         w = self.by_pid(ev.pid)
@@ -732,8 +764,8 @@ class Supervisor:
         else:
             self._log(f"old worker {w.pid} died, {st}", w)
         # A process still being made for it (a slot's replacement) ends it later.
-        if g.workers or g.spawning or (g.state is State.ACTIVE and self.policy.workers > 1
-                                       and was_current and not self.stopping):
+        if g.workers or g.pending or (g.state is State.ACTIVE and self.policy.workers > 1
+                                      and was_current and not self.stopping):
             return
         # generation ACTIVE -> EXITED, RETIRING -> EXITED
         self._move(g, State.EXITED)
@@ -744,8 +776,8 @@ class Supervisor:
 
     def _spawn_slot(self, g: Generation, slot: int, why: str) -> None:
         self.slot_respawn.pop((g.number, slot), None)
+        g.pending.append(slot)
         self._log(f"slot {slot}: {why}", None)
-        g.spawning += 1
         self._out.append(Spawn(g.number, slot))
 
     def _on_signal(self, signum: int, now: float) -> None:
@@ -861,8 +893,16 @@ class Supervisor:
         """Whether ``w`` already has a successor on its way (no second verdict then)."""
         if self.policy.workers == 1:
             return self.starting() is not None or self.restart_pending
-        queued = any((n, s) == (g.number, w.slot) for n, s, _ in self.replace_queue)
-        return queued or any(x.state is State.STARTING for x in g.in_slot(w.slot))
+        return self._slot_busy(g, w.slot)
+
+    def _slot_busy(self, g: Generation, slot: int) -> bool:
+        """A replacement for ``slot`` is queued, being spawned, starting or due again."""
+        return (
+            any((n, s) == (g.number, slot) for n, s, _ in self.replace_queue)
+            or slot in g.pending
+            or any(x.state is State.STARTING for x in g.in_slot(slot))
+            or (g.number, slot) in self.slot_respawn
+        )
 
     # ---- timers -----------------------------------------------------------
 
@@ -953,7 +993,7 @@ class Supervisor:
     def _can_replace(self) -> bool:
         """One in-place replacement at a time, only in the current, settled generation."""
         cur = self.current()
-        if cur is None or self.starting() is not None:
+        if cur is None or self.starting() is not None or cur.pending:
             return False
         if any(w.state is State.STARTING for w in cur.workers):
             return False
@@ -981,14 +1021,12 @@ class Supervisor:
         cur = self.current()
         if not p.auto_restart or p.workers <= 1 or cur is None or self.stopping:
             return []
-        queued = {(n, s) for n, s, _ in self.replace_queue}
         return [
             (w.started_at + p.auto_restart_interval + w.jitter, w)
             for w in cur.workers
             if w.state is State.ACTIVE
             and w.started_at is not None
-            and (w.number, w.slot) not in queued
-            and not any(x.state is State.STARTING for x in cur.in_slot(w.slot))
+            and not self._slot_busy(cur, w.slot)
         ]
 
     # ---- helpers ----------------------------------------------------------

@@ -144,7 +144,7 @@ def test_a_spawn_failing_in_a_generation_that_already_failed_schedules_nothing()
 def test_in_place_replacements_one_at_a_time_even_before_the_first_is_spawned() -> None:
     """--workers 3, two workers over --max-memory: the second replacement waits
     until the first has started, also while the first's Spawned is still queued."""
-    s = make(workers=3, interval=1.0, max_memory=100, memory_check_interval=1.0)
+    s = make(workers=3, interval=1.0, max_memory=100, health_check_interval=1.0)
     t = boot(s)
     for _ in range(2):  # over the limit on two checks in a row
         t = s.next_deadline() or 0.0

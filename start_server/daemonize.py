@@ -30,8 +30,9 @@ class LogTarget:
         self.redirected = False  # fds 1 and 2 are the target
 
     def _open_file(self) -> int:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        return os.open(self.spec, flags, 0o644)
+        from .files import open_own
+
+        return open_own(self.spec, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
     def open(self) -> None:
         """Open the target; the starter's lines go to it too from now on (``tee``)."""

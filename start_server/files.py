@@ -40,13 +40,12 @@ class PidFile:
         From the moment we hold the lock, a reader (``--stop``) must never find
         the previous starter's pid there: that process may be anybody by now.
         """
-        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             try:
-                fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = open_own(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
                 self._created = True
             except FileExistsError:
-                fd = os.open(self.path, flags)
+                fd = open_own(self.path, os.O_RDWR)
         except OSError as exc:
             raise FileError(f"--pid-file={self.path}: {cannot_open(exc)}") from None
         try:
@@ -194,8 +193,30 @@ def json_path(status_file: str) -> str:
     return status_file + ".json"
 
 
+class HardLinked(OSError):
+    """A regular file with more links than one: maybe a link to a file not ours."""
+
+
+def open_own(path: str, flags: int) -> int:
+    """Open a file we write (pid file, log file) only if it is what it seems.
+
+    Never through a symlink at ``path`` (``O_NOFOLLOW``), nor a regular file
+    with other hard links: whoever can write to the directory could have
+    linked a file of root's there, for the root starter to overwrite.
+    """
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        os.close(fd)
+        raise HardLinked(errno.EMLINK, f"has {st.st_nlink} hard links", path)
+    return fd
+
+
 def cannot_open(exc: OSError) -> str:
-    """Why a file we write could not be opened; a symlink (ELOOP from O_NOFOLLOW) by name."""
+    """Why a file we write could not be opened: a symlink (ELOOP from O_NOFOLLOW)
+    or a hard link by name."""
+    if isinstance(exc, HardLinked):
+        return f"{exc.strerror}; refusing to write to it"
     if exc.errno == errno.ELOOP:
         return "is a symbolic link; refusing to follow it"
     return f"cannot open: {exc.strerror}"

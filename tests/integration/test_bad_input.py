@@ -281,6 +281,15 @@ def config_file(text: str) -> Callable[[Ctx], None]:
 
 
 
+def hard_links_to_victim(ctx: Ctx) -> None:
+    """{tmp}/pid and {tmp}/log are hard links of files that must stay as they are."""
+    for name in ("pid", "log"):
+        victim = ctx.path(f"victim-{name}")
+        victim.write_text("keep me\n")
+        os.link(victim, ctx.path(name))
+        ctx.checks.append(lambda victim=victim: _assert_text(victim, "keep me\n"))
+
+
 def _assert_text(path: Path, text: str) -> None:
     assert path.read_text() == text, f"{path} was changed"
 
@@ -527,6 +536,12 @@ ROWS = [
     Row("log-file-is-a-symlink", ("--log-file={tmp}/log", *CMD), 1,
         "--log-file={tmp}/log:", "is a symbolic link; refusing to follow it",
         setup=symlinks_to_victim),
+    Row("pid-file-is-a-hard-link", ("--pid-file={tmp}/pid", *CMD), 1,
+        "--pid-file={tmp}/pid:", "has 2 hard links; refusing to write to it",
+        setup=hard_links_to_victim),
+    Row("log-file-is-a-hard-link", ("--log-file={tmp}/log", *CMD), 1,
+        "--log-file={tmp}/log:", "has 2 hard links; refusing to write to it",
+        setup=hard_links_to_victim),
     # -- --user, --group
     Row("user-unknown", ("--user=no-such-user-b4d", *CMD), 2,
         "--user=no-such-user-b4d:", "no such user"),

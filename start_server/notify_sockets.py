@@ -195,7 +195,15 @@ class NotifySockets:
             path = os.path.join(directory, str(number))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # ours: the directory is the starter's alone
-            sock.bind(path)
+            try:
+                sock.bind(path)
+            except FileNotFoundError:  # the directory is gone (a /tmp cleaner): a new one
+                self.dir = None
+                directory = self._directory()
+                if directory is None:
+                    raise
+                path = os.path.join(directory, str(number))
+                sock.bind(path)
             os.chmod(path, 0o600)
             if self.owner is not None:
                 os.chown(path, *self.owner, follow_symlinks=False)
@@ -218,8 +226,12 @@ class NotifySockets:
         path = os.path.join(base, f"start_server.{os.getpid()}.{os.urandom(6).hex()}")
         try:
             os.mkdir(path, 0o700)  # a fresh name: never a directory someone planted
-            # The workers' user may pass through to its socket, but not list or write.
-            os.chmod(path, 0o711 if self.owner is not None else 0o700)
+            try:
+                # The workers' user may pass through to its socket, but not list or write.
+                os.chmod(path, 0o711 if self.owner is not None else 0o700)
+            except OSError:
+                os.rmdir(path)
+                raise
         except OSError as exc:
             effects.log(
                 f"cannot make a private directory for the notify sockets in {base}: "

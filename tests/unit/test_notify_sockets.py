@@ -210,3 +210,15 @@ def test_a_sender_gone_before_its_datagram_is_read_is_dropped(
     assert socks.read(1, _generation(1, os.getpid()), 0.0) == []
     assert f"(last: pid {child.stdout.strip()}, uid {os.getuid()}: already exited)" in \
         capfd.readouterr().err
+
+
+def test_a_directory_removed_meanwhile_is_made_again(sockets: Sockets) -> None:
+    """A /tmp cleaner may remove it between deploys: the next generation still gets one."""
+    socks, _sel = sockets
+    first = socks.address(1)
+    socks.prune({2})
+    os.rmdir(os.path.dirname(first))
+    second = socks.address(2)
+    assert os.path.dirname(second) != os.path.dirname(first)
+    _send(second, 1)
+    assert [n.pid for n in socks.read(2, _generation(2, os.getpid()), 0.0)] == [os.getpid()]

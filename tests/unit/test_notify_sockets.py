@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from start_server import notify_sockets as notify
 from start_server.core import Generation, State, Worker
@@ -22,6 +24,22 @@ from start_server.core import Generation, State, Worker
 def test_parse_notify_takes_key_value_lines_and_skips_the_rest() -> None:
     data = b"READY=1\nSTATUS=a=b\n\nnoise\n=x\nBARRIER=1\xff"
     assert notify.parse_notify(data) == {"READY": "1", "STATUS": "a=b", "BARRIER": "1\ufffd"}
+
+
+@given(st.binary(max_size=4096))
+def test_parse_notify_takes_any_datagram(data: bytes) -> None:
+    fields = notify.parse_notify(data)
+    for key, value in fields.items():
+        assert key and "=" not in key and "\n" not in key and "\n" not in value
+
+
+@given(st.lists(st.tuples(st.sampled_from([socket.SOL_SOCKET, 0]),
+                          st.just(socket.SCM_CREDENTIALS), st.binary(max_size=24))))
+def test_sender_reads_credentials_of_any_shape(anc: list[tuple[int, int, bytes]]) -> None:
+    pid, uid, alive = notify.sender(anc)
+    assert alive is None
+    if (pid, uid) != (0, -1):
+        assert any(level == socket.SOL_SOCKET and len(p) >= 12 for level, _k, p in anc)
 
 
 def test_belongs_places_the_tree_and_nothing_else() -> None:

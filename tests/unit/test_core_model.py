@@ -92,6 +92,7 @@ class Proc:
     exited: bool = False  # it is gone (its Exited is queued or handled)
     told: bool = False  # the core has handled its Exited
     known: bool = False  # the core has handled its Spawned
+    signalled: bool = False  # the core has sent it (or its group) a signal
 
 
 def policies() -> st.SearchStrategy[Policy]:
@@ -189,8 +190,10 @@ class CoreModel(RuleBasedStateMachine):
 
     # ---- the loop ---------------------------------------------------------------------
 
-    def _drain(self, data: Draws) -> None:
-        """One pass: handle every queued event in order, at this pass's time."""
+    def _drain(self, data: Draws) -> list[Action]:
+        """One pass: handle every queued event in order, at this pass's time;
+        returns the actions of the first."""
+        first: Optional[list[Action]] = None
         while self.queue and self.exit_code is None:
             event = self.queue.popleft()
             before = self._before()
@@ -200,6 +203,8 @@ class CoreModel(RuleBasedStateMachine):
             for action in actions:
                 self._perform(data, action)
             self._check(event, actions, before)
+            first = actions if first is None else first
+        return first or []
 
     def _perform(self, data: Draws, action: Action) -> None:
         if isinstance(action, Spawn):
@@ -287,6 +292,7 @@ class CoreModel(RuleBasedStateMachine):
                 continue
             proc = self.procs.get(a.pid)
             assert proc is not None, f"{a}: a pid the core never spawned"
+            proc.signalled = True
             assert not proc.told, f"{a}: the core was told it exited"
             if proc.leftover:
                 assert a.pid in self.sup.leftovers, f"{a}: a leftover the core does not know"
@@ -412,7 +418,11 @@ class CoreModel(RuleBasedStateMachine):
         else:
             self.now += data.draw(st.sampled_from((0.01, 0.3, 1.0)), label="short")
         self.queue.append(Tick())
-        self._drain(data)
+        acted = self._drain(data)
+        if due is None or due > self.now:
+            # The loop sleeps until next_deadline(): a timed rule that was not
+            # announced there would have been slept through.
+            assert not acted, f"a Tick at {self.now} before the next deadline {due} did {acted}"
 
     @rule(name=st.sampled_from(sorted(ENVDIR_VALUES)), data=st.data())
     def change_envdir(self, name: str, data: Draws) -> None:
@@ -428,7 +438,8 @@ class CoreModel(RuleBasedStateMachine):
         assert not self.queue or self.exit_code is not None
 
     def teardown(self) -> None:
-        """TERM, every process exits when told, time runs on: the core must exit."""
+        """TERM; a process exits once it is signalled, time runs on: the core must
+        signal every process and exit."""
         if self.exit_code is not None:
             return
         data = _Fixed()
@@ -438,13 +449,16 @@ class CoreModel(RuleBasedStateMachine):
             if self.exit_code is not None:
                 break
             for pid in self._alive():
-                self.queue.extend(self._exit(data, pid, 0))
+                if self.procs[pid].signalled:
+                    self.queue.extend(self._exit(data, pid, 0))
             if not self.queue:
                 due = self.sup.next_deadline()
-                self.now = max(self.now, due) if due is not None else self.now + 1.0
+                if due is None:
+                    break  # nothing will ever happen again
+                self.now = max(self.now, due)
                 self.queue.append(Tick())
         assert self.exit_code is not None, (
-            f"no Exit after TERM with every process gone: gens {self.sup.gens}, "
+            f"no Exit after TERM: never signalled {self._alive()}, gens {self.sup.gens}, "
             f"leftovers {self.sup.leftovers}"
         )
         assert not self._alive(), f"left running: {self._alive()}"

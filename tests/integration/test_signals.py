@@ -82,3 +82,35 @@ def test_stray_signals_are_ignored_with_a_line(run: Harness) -> None:
     assert s.wait() == 0
     assert "Traceback" not in s.output
     assert len([line for line in s.output.splitlines() if "ignored" in line]) == len(STRAY) + 1
+
+
+def _blocked(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16)
+    raise AssertionError("no SigBlk line")
+
+
+@pytest.mark.parametrize("quick", [True, False], ids=["plain-line", "through-click"])
+def test_a_client_does_not_hold_signals_back(run: Harness, quick: bool) -> None:
+    """A --restart that waits can be interrupted: the starter's held signals are
+    released as soon as the client's mode is known."""
+    port = free_port()
+    status, pid_file = run.tmp / "status", run.tmp / "pid"
+    envdir = run.envdir(APP_EXTRA="--notify")
+    s = run.start(f"--port=127.0.0.1:{port}", f"--status-file={status}",
+                  f"--pid-file={pid_file}", f"--envdir={envdir}", "--wait-ready",
+                  "--", PY, APP)
+    s.wait_line(r"gen=1 .*is now running")
+    run.envdir(APP_EXTRA="")  # generation 2 is never ready: the client waits
+    args = ["--restart", f"--pid-file={pid_file}", f"--status-file={status}", "--timeout=60"]
+    if not quick:
+        args.append("--timeout=61")  # an option twice: not the plain line, click reads it
+    client = run.start(*args)
+    wait_until(lambda: s.output.count("received HUP") >= 1, what="the client's HUP")
+    assert client.proc.poll() is None, client.output
+    assert _blocked(client.pid) == 0
+    client.signal(signal.SIGINT)
+    assert client.wait() != 0
+    s.signal(signal.SIGTERM)
+    assert s.wait() == 0

@@ -360,7 +360,7 @@ class Starter:
         try:
             self.status.write(effects.status_entries(snap), detail)
         except OSError as exc:
-            effects.log(f"cannot write status file {self.status.path}: {exc.strerror}")
+            effects.log(f"cannot write status file {self.status.path}: {exc.strerror or exc}")
 
 
 def child_base_env(config: Config, environ: Mapping[str, str]) -> dict[str, str]:

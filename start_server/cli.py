@@ -69,8 +69,16 @@ def client_args(args: list[str]) -> Optional[tuple[str, dict[str, Any], bool]]:
     return mode, options, as_json
 
 
+def one_line(message: str) -> str:
+    """``message`` with every unprintable character escaped: a value holding a
+    newline (or a terminal escape) must not break the one-line rule."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
+
+
 def fail(message: str, code: int) -> NoReturn:
-    sys.stderr.write(f"start_server: {message}\n")
+    sys.stderr.write(f"start_server: {one_line(message)}\n")
     sys.stderr.flush()
     sys.exit(code)
 

@@ -350,16 +350,22 @@ def status(config: ClientOptions, as_json: bool) -> int:
     if as_json:
         print(json.dumps(detail, indent=2, sort_keys=True))
         return 0
+    for line in render(detail, pid, time.time()):
+        print(line)
+    return 0
+
+
+def render(detail: Mapping[str, Any], pid: int, now: float) -> list[str]:
+    """The ``--status`` table of a JSON sidecar, whatever the file holds."""
     listed = detail.get("generations")
     listed = listed if isinstance(listed, list) else []
     workers = [_worker(g) for g in listed if isinstance(g, dict)]
     shown_pid = _whole(detail.get("starter_pid"), PID_MAX) or pid
-    print(f"start_server pid {shown_pid}: {_headline(workers)}")
-    for line in _table(workers, time.time()):
-        print(line)
-    for line in _failure_lines(detail, time.time()):
-        print(line)
-    return 0
+    return [
+        f"start_server pid {shown_pid}: {_headline(workers)}",
+        *_table(workers, now),
+        *_failure_lines(detail, now),
+    ]
 
 
 def _headline(workers: list[dict[str, Any]]) -> str:

@@ -30,7 +30,9 @@ def parse_port_env(value: str) -> dict[str, int]:
         return ports
     for item in value.split(";"):
         key, sep, fd_text = item.rpartition("=")
-        if not sep or not key or not fd_text.strip().isdigit():
+        fd_text = fd_text.strip()
+        # ASCII digits of a C int: int() takes "\uff13", and a huge fd overflows later.
+        if not sep or not key or not (fd_text.isascii() and fd_text.isdigit()) or len(fd_text) > 9:
             raise ServerStarterError(
                 f"{ENV_PORT}={value!r}: malformed item {item!r} (expected KEY=FD)"
             )

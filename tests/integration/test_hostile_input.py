@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import APP, PY, Harness, first_worker, free_port, gone, wait_until
+from support import APP, APPS, PY, Harness, first_worker, free_port, gone, wait_until
 
 
 def _locked(pid_file: Path) -> bool:
@@ -196,3 +196,42 @@ def test_status_and_restart_survive_a_malformed_status_file(
     r = run.run("--restart", f"--pid-file={held_pid_file}", f"--status-file={status}")
     assert r.returncode == 1, r.stderr
     assert r.stderr.count("\n") == 1 and "no active generation listed" in r.stderr, r.stderr
+
+
+# ---- the --port grammar, side by side with the original ---------------------------
+
+
+@pytest.mark.parametrize("perl", [False, True], ids=["ours", "original"])
+def test_port_grammar_as_the_original_takes_it(run: Harness, perl: bool) -> None:
+    """Brackets around an IPv4 address, an unbalanced bracket, blanks after the
+    colon and before '=': both implementations bind them and pass the same keys."""
+    p1, p2, p3 = free_port(), free_port(), free_port()
+    out = run.tmp / "env.json"
+    s = run.start(
+        f"--port=[127.0.0.1]:{p1}", f"--port=[127.0.0.1: {p2}", f"--port= 127.0.0.1]:u{p3} =7",
+        "--interval=0" if perl else "--interval=0.2",
+        "--", PY, str(APPS / "env_dump.py"), str(out), perl=perl,
+    )
+    info = wait_until(lambda: out.exists() and json.loads(out.read_text()), what="env dump")
+    assert info["value"].split(";") == [
+        f"127.0.0.1:{p1}={info['server_ports'][f'127.0.0.1:{p1}']}",
+        f"127.0.0.1:{p2}={info['server_ports'][f'127.0.0.1:{p2}']}",
+        f"127.0.0.1:{p3}=7",
+    ]
+    assert info["sockets"][2] == ["AF_INET", "SOCK_DGRAM"]
+    s.signal(signal.SIGTERM)
+    assert s.wait() == 0
+
+
+@pytest.mark.parametrize("perl", [False, True], ids=["ours", "original"])
+def test_port_grammar_refusals_as_the_original(run: Harness, perl: bool) -> None:
+    """No blank after '=', and no fullwidth digits: the original's regexes refuse
+    them (it dies); ours says so in one line, exit 2."""
+    for spec in (f"127.0.0.1:{free_port()}= 5", "\uff18\uff10\uff18\uff10"):
+        r = run.run(f"--port={spec}", "--", PY, APP, perl=perl)
+        assert r.returncode != 0
+        if perl:
+            assert "invalid ``port'' value" in r.stderr, r.stderr
+        else:
+            assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+            assert "invalid port spec" in r.stderr

@@ -69,28 +69,37 @@ tricky_text = st.one_of(st.text(alphabet=GRAMMAR, max_size=24), st.text(max_size
 
 # ---- the --port grammar, against the original's regexes ----------------------------
 
+ORIGINAL = Path("/usr/share/perl5/Server/Starter.pm")  # Debian's libserver-starter-perl
+# The two regexes of the original's port loop, as its source spells them (0.35).
+PLAIN_RX = r"/^\s*(u?)(\d+)(?:\s*=(\d+))?\s*$/"
+HOSTED_RX = r"/^\s*(?:\[\s*|)([^\]]*)\s*(?:\]\s*|):\s*(u?)(\d+)(?:\s*=(\d+))?\s*$/"
 PERL = r"""
 $| = 1;
 while (my $line = <STDIN>) {
     chomp $line;
     my $s = pack("H*", $line);
-    if ($s =~ /^\s*(u?)(\d+)(?:\s*=(\d+))?\s*$/) {
+    if ($s =~ PLAIN) {
         print join("\t", "P", "", $1, $2, defined $3 ? $3 : "-"), "\n";
-    } elsif ($s =~ /^\s*(?:\[\s*|)([^\]]*)\s*(?:\]\s*|):\s*(u?)(\d+)(?:\s*=(\d+))?\s*$/) {
+    } elsif ($s =~ HOSTED) {
         print join("\t", "H", unpack("H*", $1), $2, $3, defined $4 ? $4 : "-"), "\n";
     } else {
         print "N\n";
     }
 }
-"""  # Server::Starter 0.35's two regexes, verbatim; argv reaches them as bytes
+"""  # argv reaches the original's regexes as bytes, as these hex-decoded lines do
 
 
 @pytest.fixture(scope="module")
 def perl() -> Iterator[Callable[[str], tuple[str, ...]]]:
-    if shutil.which("perl") is None:
-        pytest.skip("perl is not installed: the original's grammar cannot be run")
+    """Ask the original's own regexes, taken from its installed source, about a spec."""
+    if shutil.which("perl") is None or not ORIGINAL.exists():
+        pytest.skip("the original (libserver-starter-perl) is not installed")
+    source = ORIGINAL.read_text()
+    # Both must still be there verbatim: a new version of the original fails here.
+    assert f"$hostport =~ {PLAIN_RX}" in source and f"$hostport =~ {HOSTED_RX}" in source
+    script = PERL.replace("PLAIN", PLAIN_RX).replace("HOSTED", HOSTED_RX)
     proc = subprocess.Popen(
-        ["perl", "-e", PERL], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        ["perl", "-e", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     assert proc.stdin is not None and proc.stdout is not None
 

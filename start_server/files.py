@@ -273,15 +273,23 @@ def writable_by_others(directory: str) -> Optional[str]:
     return None
 
 
-def directory_warnings(files: list[tuple[str, str]]) -> list[str]:
+def directory_warnings(files: list[tuple[str, str]], envdir: Optional[str] = None) -> list[str]:
     """For a root starter: one warning per directory of ``(option, path)`` files that
-    another user can write to, since whoever can write there can replace the files."""
+    another user can write to, since whoever can write there can replace the files;
+    and one for an ``envdir`` another user can write to."""
     if os.geteuid() != 0:
         return []
+    out = []
+    who = None if envdir is None else writable_by_others(envdir)
+    if who is not None:
+        out.append(
+            f"warning: --envdir={envdir} is writable by {who}, who can put any variable "
+            "(LD_PRELOAD ...) into the workers' environment, or link a file only root may "
+            "read there for the root starter to pass on: make it writable by root alone"
+        )
     by_dir: dict[str, list[str]] = {}
     for option, path in files:
         by_dir.setdefault(os.path.dirname(os.path.abspath(path)), []).append(option)
-    out = []
     for directory, options in by_dir.items():
         who = writable_by_others(directory)
         if who is not None:

@@ -414,7 +414,7 @@ def serve(config: Config, environ: Mapping[str, str]) -> int:
             logs = LogTarget(config.log_file)
             logs.open()
         effects.log(f"start_server (pid:{os.getpid()}) starting now...")
-        for warning in directory_warnings(written_files(config)):
+        for warning in directory_warnings(written_files(config), config.envdir):
             effects.log(warning)
         if foreign is not None:
             effects.log(foreign)

@@ -113,3 +113,15 @@ def test_root_owned_and_sticky_directories_draw_no_warning(run: Harness) -> None
     assert _warnings(run, sticky) == []
 
 
+
+
+def test_an_envdir_another_user_can_write_is_named(run: Harness) -> None:
+    env = run.envdir(APP_EXTRA="")
+    os.chown(env, 65534, 65534)
+    port = free_port()
+    s = run.start(f"--port=127.0.0.1:{port}", f"--envdir={env}", "--", PY, APP)
+    s.wait_line(r"starting new worker")
+    assert s.stop() == 0
+    lines = [line for line in s.output.splitlines() if "warning:" in line]
+    assert len(lines) == 1 and f"warning: --envdir={env} is writable by its owner (uid " \
+        "65534), who can put any variable" in lines[0], lines

@@ -21,6 +21,7 @@ free loopback ports, each in its own temporary directory. The sections:
   i  time from crossing the memory limit to the replacement ready / old one gone
   j  fd-limit restarts of ours under wrk load, and the time from crossing the
      limit to the replacement ready / old one gone (Perl's has no fd limit)
+  k  starter CPU per restart, HUP -> cut-over and RSS of ours --workers 1, 8, 32, 64
 
 Every wait is a condition polled with a deadline, every load is bounded in
 count and time, and everything started is stopped at the end (TERM, a

@@ -18,6 +18,7 @@ from sections import (
     g_workers,
     hi_memory,
     j_fds,
+    k_workers_cost,
 )
 
 SECTIONS: list[Section] = [
@@ -29,4 +30,5 @@ SECTIONS: list[Section] = [
     g_workers.SECTION,
     hi_memory.SECTION,
     j_fds.SECTION,
+    k_workers_cost.SECTION,
 ]

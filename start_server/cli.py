@@ -95,6 +95,10 @@ def dispatch(mode: str, config: Union[Config, ClientOptions], as_json: bool) -> 
                 return control.restart(config)
             if mode == "stop":
                 return control.stop(config)
+            if mode == "watch":
+                from .watch import watch
+
+                return watch(config, as_json)
             return control.status(config, as_json)
         return _serve(config)
     except (FileError, control.ControlError) as exc:

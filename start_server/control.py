@@ -329,6 +329,7 @@ def _worker(g: Mapping[str, Any]) -> dict[str, Any]:
         "spawned_at": g.get("spawned_at"),  # checked by _since
         "memory": _whole(g.get("memory")),
         "fds": _whole(g.get("fds")),
+        "restarts": _whole(g.get("restarts")),
         "status": _text(g.get("status")),
     }
 
@@ -337,16 +338,7 @@ def status(config: ClientOptions, as_json: bool) -> int:
     """Print what the running starter publishes: a table, or JSON."""
     assert config.pid_file and config.status_file
     pid = _starter_pid(config.pid_file)
-    detail = read_json(json_path(config.status_file))
-    if detail is None:
-        # Written by another implementation: the GEN:PID lines are all there is.
-        detail = {
-            "starter_pid": pid,
-            "generations": [
-                {"generation": g, "pid": p, "state": "active"}
-                for g, p in _generations(config.status_file)
-            ],
-        }
+    detail = read_detail(config.status_file, pid)
     if as_json:
         print(json.dumps(detail, indent=2, sort_keys=True))
         return 0
@@ -355,17 +347,43 @@ def status(config: ClientOptions, as_json: bool) -> int:
     return 0
 
 
-def render(detail: Mapping[str, Any], pid: int, now: float) -> list[str]:
-    """The ``--status`` table of a JSON sidecar, whatever the file holds."""
+def read_detail(status_file: str, pid: int) -> dict[str, Any]:
+    """The JSON sidecar, or what the ``GEN:PID`` lines say where there is none."""
+    detail = read_json(json_path(status_file))
+    if detail is None:
+        # Written by another implementation: the GEN:PID lines are all there is.
+        detail = {
+            "starter_pid": pid,
+            "generations": [
+                {"generation": g, "pid": p, "state": "active"}
+                for g, p in _generations(status_file)
+            ],
+        }
+    return detail
+
+
+def workers_of(detail: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The workers the JSON lists, each value checked."""
     listed = detail.get("generations")
     listed = listed if isinstance(listed, list) else []
-    workers = [_worker(g) for g in listed if isinstance(g, dict)]
+    return [_worker(g) for g in listed if isinstance(g, dict)]
+
+
+def render(detail: Mapping[str, Any], pid: int, now: float, live: bool = False) -> list[str]:
+    """The ``--status`` table of a JSON sidecar, whatever the file holds;
+    ``live`` (``--watch``) adds each slot's restarts and the starter's last event."""
+    workers = workers_of(detail)
     shown_pid = _whole(detail.get("starter_pid"), PID_MAX) or pid
-    return [
+    lines = [
         f"start_server pid {shown_pid}: {_headline(workers)}",
-        *_table(workers, now),
+        *_table(workers, now, live),
         *_failure_lines(detail, now),
     ]
+    event = _text(detail.get("last_event"), 200)
+    if live and event:
+        ago = _since(detail, "last_event_at", now)
+        lines.append(f"last event{f' {_age(ago)} ago' if ago is not None else ''}: {event}")
+    return lines
 
 
 def _headline(workers: list[dict[str, Any]]) -> str:
@@ -395,11 +413,13 @@ def _headline(workers: list[dict[str, Any]]) -> str:
 
 
 _COLUMNS = ("GEN", "WORKER", "PID", "STATE", "READY", "UPTIME", "MEMORY", "FDS", "STATUS")
+_RESTARTS_AT = _COLUMNS.index("STATUS")  # where --watch adds its RESTARTS column
 
 
-def _table(workers: list[dict[str, Any]], now: float) -> list[str]:
+def _table(workers: list[dict[str, Any]], now: float, live: bool = False) -> list[str]:
     """One row per worker: uptime, memory (the starter's figure, else measured now),
-    open fds (the starter's figure: it counts them with an fd limit)."""
+    open fds (the starter's figure: it counts them with an fd limit); ``live``:
+    the replacements spawned in its slot too."""
     measured: dict[int, int] = {}
     if any(not isinstance(w.get("memory"), int) for w in workers):
         from .effects import measure
@@ -423,6 +443,11 @@ def _table(workers: list[dict[str, Any]], now: float) -> list[str]:
                 w.get("status") or "",
             ]
         )
+    if live:
+        rows[0].insert(_RESTARTS_AT, "RESTARTS")
+        for row, w in zip(rows[1:], workers):
+            restarts = w.get("restarts")
+            row.insert(_RESTARTS_AT, restarts if isinstance(restarts, int) else "-")
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 

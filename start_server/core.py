@@ -92,6 +92,7 @@ class Generation:
     pending: list[int] = field(default_factory=list)
     retire_signal: int = 0  # RETIRING: what a worker spawned late is sent, and its grace
     retire_grace: Optional[float] = None
+    restarts: dict[int, int] = field(default_factory=dict)  # slot -> replacements spawned
 
     @property
     def pid(self) -> int:
@@ -243,6 +244,7 @@ class GenView:
     slot: int = 0
     memory: Optional[int] = None
     fds: Optional[int] = None
+    restarts: int = 0  # replacements spawned in its slot, in its generation
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,8 @@ class Publish:
     failed_reason: str
     failed_at: Optional[float] = None  # when it failed
     next_attempt: Optional[float] = None  # when the backoff lets the next start happen
+    last_event: str = ""  # the newest log line of the core, and when
+    last_event_at: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -306,6 +310,7 @@ class Supervisor:
         self.has_served = False  # a worker ran past --min-uptime, or was replaced by a restart
         self.next_measure: Optional[float] = None
         self.leftovers: dict[int, Optional[float]] = {}  # pid -> when signalled (None: killed)
+        self.last_event: tuple[str, Optional[float]] = ("", None)  # for the status files
         self._out: list[Action] = []
         self._now = 0.0
 
@@ -777,6 +782,7 @@ class Supervisor:
     def _spawn_slot(self, g: Generation, slot: int, why: str) -> None:
         self.slot_respawn.pop((g.number, slot), None)
         g.pending.append(slot)
+        g.restarts[slot] = g.restarts.get(slot, 0) + 1
         self._log(f"slot {slot}: {why}", None)
         self._out.append(Spawn(g.number, slot))
 
@@ -1055,6 +1061,7 @@ class Supervisor:
         self.policy = p
 
     def _log(self, message: str, w: Optional[Union[Worker, Generation]] = None) -> None:
+        self.last_event = (message, self._now)
         if w is None:
             self._out.append(Log(message))
         else:
@@ -1066,7 +1073,7 @@ class Supervisor:
         views = tuple(
             GenView(
                 w.number, w.pid, w.state, w.spawned_at, w.started_at, w.ready, w.status,
-                w.slot, w.memory, w.fds,
+                w.slot, w.memory, w.fds, g.restarts.get(w.slot, 0),
             )
             for g in sorted(self.gens.values(), key=lambda g: g.number)
             for w in sorted(g.workers, key=lambda w: w.slot)
@@ -1075,5 +1082,5 @@ class Supervisor:
         due += self.slot_respawn.values()
         return Publish(
             views, self.last_number, self.failed_number, self.failed_reason,
-            self.failed_at, min(due) if due else None,
+            self.failed_at, min(due) if due else None, *self.last_event,
         )

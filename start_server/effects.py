@@ -292,6 +292,7 @@ def status_detail(snapshot: Publish, starter_pid: int, now: float) -> dict[str, 
             "worker": g.slot,
             "memory": g.memory,
             "fds": g.fds,
+            "restarts": g.restarts,
             "pid": g.pid,
             "state": g.state.value,
             "ready": g.ready,
@@ -310,6 +311,10 @@ def status_detail(snapshot: Publish, starter_pid: int, now: float) -> dict[str, 
             None if snapshot.next_attempt is None else wall + (snapshot.next_attempt - now)
         ),
         "generations": [view(g) for g in snapshot.generations],
+        "last_event": snapshot.last_event,
+        "last_event_at": (
+            None if snapshot.last_event_at is None else wall - (now - snapshot.last_event_at)
+        ),
         "updated_at": wall,
     }
 

@@ -51,7 +51,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("Files and logs", ("--config", "--pid-file", "--status-file", "--log-file", "--daemonize")),
-    ("Client commands", ("--restart", "--stop", "--status", "--json", "--timeout")),
+    ("Client commands", ("--restart", "--stop", "--status", "--json", "--watch", "--timeout")),
     ("Information", ("--help", "--version")),
 )
 OTHER = "Other options"

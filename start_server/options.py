@@ -183,6 +183,12 @@ CONTEXT = {
     "(needs --pid-file, --status-file).",
 )
 @click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="With --status: show it live, redrawn on every change, until q or Ctrl-C "
+    "(one line per change when stdout is not a terminal).",
+)
 @click.option("--timeout", metavar="SECONDS", help="Deadline of --restart and --stop (default 60).")
 @click.option(
     "--config",
@@ -200,6 +206,10 @@ def command(
 
     start_server [options] -- server-prog server-arg1 ...
     """
+    if options.pop("watch"):
+        if mode != "status":
+            fail("--watch: only with --status", 2)
+        mode = "watch"
     from .config import build
     from .control import client_options
     from .values import ConfigError
@@ -207,7 +217,11 @@ def command(
     source: Optional[FileConfig] = None
     try:
         options, source = _with_config_file(options)
-        config = client_options(options, mode) if mode else build(options, os.environ)
+        config: Union[Config, ClientOptions] = (
+            client_options(options, "status" if mode == "watch" else mode)
+            if mode
+            else build(options, os.environ)
+        )
     except ConfigError as exc:
         fail(str(exc) if source is None else source.explain(str(exc)), 2)
     return mode or "run", config, as_json, options
@@ -245,7 +259,7 @@ def option_kinds() -> dict[str, str]:
         if (
             isinstance(param, click.Option)
             and param.expose_value
-            and param.name not in (None, "mode", "as_json", "config")  # no settings
+            and param.name not in (None, "mode", "as_json", "watch", "config")  # no settings
         ):
             kinds[str(param.name)] = (
                 "list" if param.multiple else "flag" if param.is_flag else "value"

@@ -30,12 +30,13 @@ SIGNALS = (
 )
 
 EXIT_CODES = (
-    ("0", "clean stop; a client's restart or stop succeeded"),
+    ("0", "clean stop; a client's restart or stop succeeded; a --watch left with q or Ctrl-C"),
     (
         "1",
         "the system refused (a port in use, a live socket at --path, a pid file locked "
         "by another starter, the first generation's command cannot be executed), or a "
-        "client's restart or stop failed, or no start_server runs with that pid file",
+        "client's restart or stop failed, or no start_server runs with that pid file "
+        "(or the one a --watch followed exited)",
     ),
     (
         "2",

@@ -448,6 +448,11 @@ ROWS = [
     Row("restart-without-status-file", ("--restart", "--pid-file={tmp}/pid"), 2,
         "--restart:", "--status-file"),
     Row("stop-without-pid-file", ("--stop",), 2, "--stop:", "requires --pid-file"),
+    Row("watch-without-status", ("--watch", "--pid-file={tmp}/pid", "--status-file={tmp}/status"),
+        2, "--watch:", "only with --status"),
+    Row("watch-with-restart",
+        ("--restart", "--watch", "--pid-file={tmp}/pid", "--status-file={tmp}/status"), 2,
+        "--watch:", "only with --status"),
     # -- client modes and a pid file that names no starter: the same words for each
     *(
         Row(f"{mode}-{case}", (f"--{mode}", "--pid-file={tmp}/pid", "--status-file={tmp}/status"),

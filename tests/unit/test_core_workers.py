@@ -107,6 +107,23 @@ def test_a_dead_worker_is_replaced_alone_in_its_generation() -> None:
     assert s.last_number == 1
 
 
+def test_the_snapshot_counts_a_slots_restarts_and_says_the_last_event() -> None:
+    s = make(workers=2, interval=1.0)
+    boot(s)
+    s.handle(Exited(101, 9, "killed by SIGKILL"), 5.0)
+    s.handle(Spawned(1, 111, {}, 1), 5.0)
+    s.handle(Tick(), 6.0)
+    snap = s.snapshot()
+    assert [(g.pid, g.restarts) for g in snap.generations] == [(100, 0), (111, 1)]
+    assert snap.last_event == "worker 111 (slot 1) is now running (alive after 1 s)"
+    assert snap.last_event_at == 6.0
+    # A new generation starts counting afresh.
+    s.handle(Signalled(signal.SIGHUP), 10.0)
+    s.handle(Spawned(2, 200, {}, 0), 10.0)
+    s.handle(Spawned(2, 201, {}, 1), 10.0)
+    assert [(g.pid, g.restarts) for g in s.snapshot().generations][-2:] == [(200, 0), (201, 0)]
+
+
 def test_a_crashing_slot_backs_off() -> None:
     s = make(workers=2, interval=1.0, backoff_max=30.0)
     boot(s)

@@ -103,11 +103,11 @@ def test_the_man_page_renders_without_complaint() -> None:
 
 
 def test_bash_completion_as_documented() -> None:
-    """docs/options.md's bash line, then a Tab after ``--wa``."""
+    """docs/options.md's bash line, then a Tab after ``--wai``."""
     bindir = str(Path(sys.executable).parent)
     script = (
         'eval "$(_START_SERVER_COMPLETE=bash_source start_server)"\n'
-        "COMP_WORDS=(start_server --wa); COMP_CWORD=1\n"
+        "COMP_WORDS=(start_server --wai); COMP_CWORD=1\n"
         '_start_server_completion start_server; echo "${COMPREPLY[@]}"\n'
     )
     r = subprocess.run(

@@ -46,6 +46,11 @@ def status_pids(status_file: Path) -> tuple[frozenset[int], frozenset[int], froz
     )
 
 
+def agrees(status: tuple[frozenset[int], ...], table: Table) -> bool:
+    plain, detail, started = status
+    return plain == started and detail == table.workers
+
+
 class Watch:
     """A thread that scans the process table every ``period`` seconds and checks:
 
@@ -132,7 +137,7 @@ class Watch:
         machine, can take longer than 0.2 s and says nothing of the status.)
         However busy the starter, a disagreement may not last MAX_WALL_LAG."""
         plain, detail, started = status
-        if plain == started and detail == table.workers:
+        if agrees(status, table):
             if self._disagree_since is not None:
                 self.max_wall_lag = max(self.max_wall_lag, now - self._disagree_since)
             if self._quiet_since is not None:
@@ -146,7 +151,9 @@ class Watch:
         elif self._quiet_since is None:
             self._quiet_since = now
         lag = 0.0 if self._quiet_since is None else now - self._quiet_since
-        if lag > self.lag or now - self._disagree_since > MAX_WALL_LAG:
+        if (lag > self.lag or now - self._disagree_since > MAX_WALL_LAG) and not agrees(
+            status_pids(self.status_file), scan(self.starter)
+        ):  # read again at once: this thread may have slept since its last reads
             self._violate(
                 f"status disagrees with the process table for {lag:.3f} s while the starter "
                 f"is idle ({now - self._disagree_since:.3f} s in all): workers "

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from support import PY, Harness, Proc, free_port, wait_until
@@ -72,10 +73,15 @@ def has(path: Path, *patterns: str) -> bool:
 
 
 def worker_pid(path: Path, gen: int) -> int:
-    m = wait_until(
-        lambda: re.search(rf"gen={gen} pid=(\d+) new worker \d+ is now running", text(path)),
-        timeout=20, what=f"generation {gen} in {path}",
-    )
+    """Generation ``gen``'s worker once it is running and has said "start": its
+    handlers are in place then (--interval can pass before, on a loaded machine)."""
+    def up() -> Optional[re.Match[str]]:
+        t = text(path)
+        if not re.search(rf"^worker-out gen={gen} start$", t, re.M):
+            return None
+        return re.search(rf"gen={gen} pid=(\d+) new worker \d+ is now running", t)
+
+    m = wait_until(up, timeout=20, what=f"generation {gen} in {path}")
     return int(m.group(1))
 
 

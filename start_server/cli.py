@@ -17,6 +17,7 @@ import os
 import sys
 
 from . import signals  # first: held from the first instruction (signal is built in)
+from .values import fail, one_line  # noqa: F401  (one_line: for the tests)
 
 TYPE_CHECKING = False  # typing itself costs the client milliseconds at every deploy
 if TYPE_CHECKING:
@@ -67,20 +68,6 @@ def client_args(args: list[str]) -> Optional[tuple[str, dict[str, Any], bool]]:
     if mode is None or (as_json and mode != "status"):
         return None
     return mode, options, as_json
-
-
-def one_line(message: str) -> str:
-    """``message`` with every unprintable character escaped: a value holding a
-    newline (or a terminal escape) must not break the one-line rule."""
-    if message.isprintable():
-        return message
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
-
-
-def fail(message: str, code: int) -> NoReturn:
-    sys.stderr.write(f"start_server: {one_line(message)}\n")
-    sys.stderr.flush()
-    sys.exit(code)
 
 
 def dispatch(mode: str, config: Union[Config, ClientOptions], as_json: bool) -> int:

@@ -7,7 +7,8 @@
 
 Keys take dashes or underscores. Only the shape is checked here; the values
 go through the very validation the command line's do (``config.build``), and
-``FileConfig.explain`` turns its error back into the file, line and key.
+``FileConfig.explain`` turns its error (which names the option and the value)
+back into the file, line and key.
 Precedence: command line > file > environment variables > defaults.
 
 Values reach ``build`` as the text written in the file (``0.50`` stays
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from .optiontable import aliases, refusals
 from .values import ConfigError
 
 if TYPE_CHECKING:
@@ -29,24 +31,11 @@ if TYPE_CHECKING:
 
 LIST, FLAG, VALUE = "list", "flag", "value"
 
-# Long options that are no setting, with the reason a key naming one is refused.
-_CLIENT = "a client action, not a setting: give it on the command line"
-REFUSED = {
-    "restart": _CLIENT,
-    "stop": _CLIENT,
-    "status": _CLIENT,
-    "json": "an output switch of --status, not a setting: give it on the command line",
-    "help": "not a setting",
-    "version": "not a setting",
-    "config": "a config file cannot name another one",
-}
-
-# Two names of one setting: given on the command line under either, the file's
-# value under the other gives way too.
-ALIASES = {
-    "memory_check_interval": "health_check_interval",
-    "health_check_interval": "memory_check_interval",
-}
+# Long options that are no setting, with the reason a key naming one is refused;
+# two names of one setting (given on the command line under either, the file's
+# value under the other gives way too).
+REFUSED = {**refusals(), "help": "not a setting", "version": "not a setting"}
+ALIASES = aliases()
 
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float")}
@@ -74,33 +63,34 @@ class FileConfig:
         where = self.path if line is None else f"{self.path}:{line}"
         return f"--config={where}: " + (f"key {key!r}: " if key is not None else "") + why
 
-    def explain(self, message: str) -> str:
+    def explain(self, error: ConfigError) -> str:
         """A ``build`` error about a value that came from this file, told in its terms.
 
-        ``build`` names the culprit as ``--name=value: why`` (or ``--name: why``,
-        ``command 'prog': why``): the prefix identifies the setting and, for a
-        list, the item. Other messages come back unchanged.
+        The error names its option and value (``error.option``, ``error.value``);
+        when this file set that option to that value (for a list, that item),
+        the message names the line. Other errors come back unchanged.
         """
-        for name, s in self.settings.items():
-            if name == "command":
-                if message.startswith("command "):
-                    return self.at(s.line, s.key, message)
-                continue
-            flag = "--" + name.replace("_", "-")
-            values = s.value if isinstance(s.value, tuple) else (s.value,)
-            lines = s.item_lines or (s.line,) * len(values)
-            for value, line in zip(values, lines):
-                prefix = f"{flag}={value}: "
-                if message.startswith(prefix):
-                    return self.at(line, s.key, f"value {value!r}: {message[len(prefix):]}")
-            if message.startswith(f"{flag}: "):
-                return self.at(s.line, s.key, message[len(flag) + 2 :])
-        if message.startswith("server program not specified"):
+        if error.option == "command" and error.value is None:
             return self.at(
                 None, None,
                 "no server program: add 'command: [prog, args...]' or give it after '--'",
             )
-        return message
+        name = error.option
+        if name is None or not (name == "command" or name.startswith("--")):
+            return str(error)  # not an option's: a variable's (KILL_OLD_DELAY=...)
+        s = self.settings.get(name.lstrip("-").replace("-", "_"))
+        if s is None:
+            return str(error)
+        if name == "command":
+            return self.at(s.line, s.key, str(error))
+        if error.value is None:
+            return self.at(s.line, s.key, error.reason)
+        values = s.value if isinstance(s.value, tuple) else (s.value,)
+        lines = s.item_lines or (s.line,) * len(values)
+        for value, line in zip(values, lines):
+            if value == error.value:
+                return self.at(line, s.key, f"value {value!r}: {error.reason}")
+        return str(error)
 
 
 def read(path: str, kinds: Mapping[str, str]) -> FileConfig:

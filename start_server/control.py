@@ -30,7 +30,7 @@ from .files import (
     read_regular,
     shown,
 )
-from .values import ConfigError, option_value, seconds_value
+from .values import CLIENT_TIMEOUT, ConfigError, option_value, seconds_value
 
 TYPE_CHECKING = False  # typing costs the client milliseconds at every deploy
 if TYPE_CHECKING:
@@ -65,12 +65,14 @@ def client_options(options: Mapping[str, Any], mode: str) -> ClientOptions:
     """
     pid_file = option_value(options, "pid_file")
     status_file = option_value(options, "status_file")
-    timeout = seconds_value("--timeout", option_value(options, "timeout"), 60, allow_zero=False)
+    timeout = seconds_value(
+        "--timeout", option_value(options, "timeout"), CLIENT_TIMEOUT, allow_zero=False
+    )
     if mode == "stop":
         if not pid_file:
-            raise ConfigError("--stop: requires --pid-file")
+            raise ConfigError.of("--stop", None, "requires --pid-file")
     elif not (pid_file and status_file):
-        raise ConfigError(f"--{mode}: requires --pid-file and --status-file")
+        raise ConfigError.of(f"--{mode}", None, "requires --pid-file and --status-file")
     return ClientOptions(pid_file, status_file, timeout)
 
 

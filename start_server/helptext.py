@@ -1,7 +1,8 @@
 """``--help`` for people, ``--version``, and the option reference they share.
 
-The options are click's (:mod:`start_server.options`); this module groups
-them into sections, adds the examples and says where the docs are. The
+The options are the table's (:mod:`start_server.optiontable`), made into
+click's parameters in :mod:`start_server.options`; this module shows them in
+the table's sections, adds the examples and says where the docs are. The
 reference in docs/options.md and the man page are generated from the same
 (:mod:`start_server.reference`), so the three never disagree. Imported only
 where click already is.
@@ -14,44 +15,14 @@ import sys
 import click
 
 from . import __version__
+from .optiontable import COMMAND, sections
 
 COMPATIBLE_WITH = "Server::Starter 0.35"
 
-# Each option (by its long name) in exactly one section, in this order; a unit
-# test holds every option of the table to it.
+# Each option (by its long name) in exactly one section, in this order: the
+# table's sections, then click's own options. A unit test holds every option to it.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Sockets", ("--port", "--path", "--backlog", "--listen-fds")),
-    ("The server command", ("--dir", "--envdir", "--user", "--group")),
-    (
-        "Restarts and readiness",
-        (
-            "--interval",
-            "--wait-ready",
-            "--ready-timeout",
-            "--signal-on-hup",
-            "--kill-old-delay",
-            "--stop-timeout",
-            "--signal-on-term",
-            "--backoff-max",
-            "--min-uptime",
-            "--enable-auto-restart",
-            "--auto-restart-interval",
-            "--auto-restart-jitter",
-        ),
-    ),
-    (
-        "Workers and health",
-        (
-            "--workers",
-            "--max-memory",
-            "--max-open-files",
-            "--max-fd-fraction",
-            "--health-check-interval",
-            "--memory-check-interval",
-        ),
-    ),
-    ("Files and logs", ("--config", "--pid-file", "--status-file", "--log-file", "--daemonize")),
-    ("Client commands", ("--restart", "--stop", "--status", "--json", "--watch", "--timeout")),
+    *sections(),
     ("Information", ("--help", "--version")),
 )
 OTHER = "Other options"
@@ -59,7 +30,7 @@ TERM_WIDTH = 24  # the option column of --help  # where an option missing from S
 
 # The program after the options: not a click option, but a row of its section.
 PROGRAM_ROW = ("-- PROGRAM [ARGS]...", "The server program to run; everything after -- is its own.")
-PROGRAM_SECTION = "The server command"
+PROGRAM_SECTION = COMMAND
 
 USAGE = (
     "start_server [OPTIONS] -- PROGRAM [ARGS]...",

@@ -61,7 +61,7 @@ def _user(raw: str) -> pwd.struct_passwd:
         number = _number(raw)
         return pwd.getpwnam(raw) if number is None else pwd.getpwuid(number)
     except (KeyError, OverflowError, ValueError):
-        raise ConfigError(f"--user={raw}: no such user") from None
+        raise ConfigError.of("--user", raw, "no such user") from None
 
 
 def _group(raw: str) -> int:
@@ -69,7 +69,7 @@ def _group(raw: str) -> int:
         number = _number(raw)
         return (grp.getgrnam(raw) if number is None else grp.getgrgid(number)).gr_gid
     except (KeyError, OverflowError, ValueError):
-        raise ConfigError(f"--group={raw}: no such group") from None
+        raise ConfigError.of("--group", raw, "no such group") from None
 
 
 def resolve(user: Optional[str], group: Optional[str]) -> Optional[Identity]:
@@ -79,17 +79,21 @@ def resolve(user: Optional[str], group: Optional[str]) -> Optional[Identity]:
     root = os.geteuid() == 0
     gid = None if group is None else _group(group)
     if group is not None and not root and gid != os.getegid():
-        raise ConfigError(
-            f"--group={group}: only root can run the workers in another group "
-            f"(the starter runs as uid {os.geteuid()}, gid {os.getegid()})"
+        raise ConfigError.of(
+            "--group",
+            group,
+            "only root can run the workers in another group "
+            f"(the starter runs as uid {os.geteuid()}, gid {os.getegid()})",
         )
     if user is None:
         return Identity(gid=gid, groups=(gid,) if root and gid is not None else None)
     pw = _user(user)
     if not root and pw.pw_uid != os.geteuid():
-        raise ConfigError(
-            f"--user={user}: only root can run the workers as another user "
-            f"(the starter runs as uid {os.geteuid()})"
+        raise ConfigError.of(
+            "--user",
+            user,
+            "only root can run the workers as another user "
+            f"(the starter runs as uid {os.geteuid()})",
         )
     if gid is None and root:
         gid = pw.pw_gid

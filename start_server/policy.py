@@ -6,43 +6,46 @@ which build a configuration but never supervise, do not import the core.
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
+
+from .optiontable import AUTO_KILL_OLD_DELAY, default
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
     from typing import Optional
 
-HEALTH_CHECK_INTERVAL = 5.0  # seconds between two checks of --max-memory and the fd limits
-
 
 @dataclass(frozen=True)
 class Policy:
-    """The timing and signal rules; ``kill_old_delay=None`` means the original's default."""
+    """The timing and signal rules; ``kill_old_delay=None`` means the original's default.
 
-    interval: float = 1.0
-    signal_on_hup: int = signal.SIGTERM
-    signal_on_term: int = signal.SIGTERM
+    The defaults are the option table's (optiontable.py).
+    """
+
+    interval: float = default("interval")
+    signal_on_hup: int = default("signal_on_hup")
+    signal_on_term: int = default("signal_on_term")
     kill_old_delay: Optional[float] = None
-    auto_restart: bool = False
-    auto_restart_interval: float = 360.0
-    wait_ready: bool = False
-    ready_timeout: float = 60.0
+    auto_restart: bool = default("enable_auto_restart")
+    auto_restart_interval: float = default("auto_restart_interval")
+    wait_ready: bool = default("wait_ready")
+    ready_timeout: float = default("ready_timeout")
     stop_timeout: Optional[float] = None
-    backoff_max: float = 30.0
-    min_uptime: float = 1.0  # a started worker that ran this long and died is no crash loop
-    workers: int = 1
-    auto_restart_jitter: float = 0.0
+    backoff_max: float = default("backoff_max")
+    # a started worker that ran this long and died is no crash loop
+    min_uptime: float = default("min_uptime")
+    workers: int = default("workers")
+    auto_restart_jitter: float = default("auto_restart_jitter")
     max_memory: Optional[int] = None  # bytes, per generation (per worker with workers > 1)
     max_open_files: Optional[int] = None  # open fds of a worker's process tree
     max_fd_fraction: Optional[float] = None  # ... as a fraction of the worker's RLIMIT_NOFILE
-    health_check_interval: float = HEALTH_CHECK_INTERVAL
+    health_check_interval: float = default("health_check_interval")
 
     @property
     def effective_kill_old_delay(self) -> float:
         if self.kill_old_delay is not None:
             return self.kill_old_delay
-        return 5.0 if self.auto_restart else 0.0
+        return AUTO_KILL_OLD_DELAY if self.auto_restart else 0.0
 
     @property
     def counts_fds(self) -> bool:

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any, Union
+    from typing import Any, NoReturn, Optional, Union
 
 # The longest delay or timeout: one year. Longer ones are typing errors, and
 # every deadline the loop computes stays far inside what a timeout can hold.
 MAX_SECONDS = 365 * 24 * 3600
+
+# The default deadline of --restart and --stop (here, not in the option table,
+# because the clients' quick path loads no more than this module).
+CLIENT_TIMEOUT = 60.0
 
 # A decimal number as people write one: ASCII digits, an optional fraction and
 # exponent; no "inf", "nan", "1_000" or non-ASCII digits (Python's float() takes them).
@@ -29,7 +34,45 @@ _WHOLE = re.compile(r"\s*([+-]?)(\d+)\s*", re.ASCII)
 
 
 class ConfigError(Exception):
-    """Bad input: one line naming the option and the value; exit status 2."""
+    """Bad input: one line naming the option and the value; exit status 2.
+
+    ``option`` (``--port``, ``command``, a variable such as ``KILL_OLD_DELAY``),
+    ``value`` (None for a flag or a missing value) and ``reason`` are kept apart,
+    so that a config file's error can name the line the value came from.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        option: Optional[str] = None,
+        value: Any = None,
+        reason: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.option = option
+        self.value = value
+        self.reason = message if reason is None else reason
+
+    @classmethod
+    def of(cls, option: str, value: Any, reason: str) -> ConfigError:
+        """``--option=value: reason`` (``--option: reason`` without a value)."""
+        head = option if value is None else f"{option}={value}"
+        return cls(f"{head}: {reason}", option, value, reason)
+
+
+def one_line(message: str) -> str:
+    """``message`` with every unprintable character escaped: a value holding a
+    newline (or a terminal escape) must not break the one-line rule."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """``start_server: message`` on stderr, and exit with ``code``."""
+    sys.stderr.write(f"start_server: {one_line(message)}\n")
+    sys.stderr.flush()
+    sys.exit(code)
 
 
 class SpecError(ValueError):
@@ -110,4 +153,4 @@ def seconds_value(
     try:
         return parse_seconds(raw, allow_zero=allow_zero, maximum=maximum)
     except SpecError as exc:
-        raise ConfigError(f"{name}={raw}: {exc}") from None
+        raise ConfigError.of(name, raw, str(exc)) from None

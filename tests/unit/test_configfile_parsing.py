@@ -291,7 +291,7 @@ def explained(tmp_path: Path, text: str, env: dict[str, str] | None = None, **gi
     merged, used = merge(cli_options(**given), set(given), fc)
     with pytest.raises(ConfigError) as info:
         build(merged, {**ENV, **(env or {})})
-    return used.explain(str(info.value)).replace(str(tmp_path / "s.yaml"), "F")
+    return used.explain(info.value).replace(str(tmp_path / "s.yaml"), "F")
 
 
 @pytest.mark.parametrize(
@@ -331,8 +331,10 @@ def test_errors_of_the_command_line_and_environment_stay_theirs(tmp_path: Path) 
 
 def test_explain_matches_the_value_not_just_the_option() -> None:
     fc = FileConfig("F", {"port": Setting("port", 3, ("80", "8080"), (4, 5))})
-    assert fc.explain("--port=8080: in use").startswith("--config=F:5: key 'port': value '8080'")
-    assert fc.explain("--port=9: in use") == "--port=9: in use"  # not the file's value
+    in_use = ConfigError.of("--port", "8080", "in use")
+    assert fc.explain(in_use).startswith("--config=F:5: key 'port': value '8080'")
+    in_use = ConfigError.of("--port", "9", "in use")
+    assert fc.explain(in_use) == "--port=9: in use"  # not the file's value
 
 
 # ---- the example ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .spec import PathSpec, PortSpec, port_env
+from .values import SpecError, parse_whole
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
@@ -303,9 +304,11 @@ def _listen_count(environ: Mapping[str, str]) -> int:
     pid_text, count_text = environ.get("LISTEN_PID", ""), environ.get("LISTEN_FDS", "")
     if not count_text or pid_text.strip() != str(os.getpid()):
         return 0
-    if not count_text.strip().isdigit():
-        raise BindError(f"LISTEN_FDS={count_text}: not a number of file descriptors")
-    return int(count_text)
+    try:
+        return parse_whole(count_text, maximum=65536)
+    except SpecError as exc:
+        why = "" if "not a whole number" in str(exc) else f" ({exc})"
+        raise BindError(f"LISTEN_FDS={count_text}: not a number of file descriptors{why}") from None
 
 
 def adopt_systemd(

@@ -31,7 +31,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from start_server import control, files, spec
+from start_server import control, files, sockets, spec
 from start_server.cli import one_line
 from start_server.config import build
 from start_server.configfile import merge, read
@@ -422,6 +422,18 @@ def test_option_sets(options: dict[str, Any], environ: dict[str, str]) -> None:
         for number in (p.interval, p.ready_timeout, p.backoff_max, p.auto_restart_interval,
                        p.effective_kill_old_delay, config.timeout):
             assert math.isfinite(number) and 0 <= number <= MAX_SECONDS
+
+
+# ---- LISTEN_FDS as systemd passes it ------------------------------------------------------
+
+
+@FUZZ
+@given(value=st.one_of(tricky_text, st.integers(min_value=-5, max_value=10**30).map(str)))
+def test_listen_fds(value: str) -> None:
+    environ = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": value}
+    count = one_of_ours(lambda: sockets._listen_count(environ), sockets.BindError)
+    if count is not None:
+        assert 0 <= count <= 65536
 
 
 # ---- SERVER_STARTER_PORT as an app reads it ------------------------------------------------

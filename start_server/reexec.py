@@ -2,14 +2,17 @@
 
 Reading the options takes click (and, with ``--config``, PyYAML); supervising
 takes neither, yet a Python process cannot unload a module. So the starter,
-once the options are valid, execs ``python -S start_server/starter.py`` with
-the same arguments and interpreter flags, and the options handed over in the
-environment: the same pid, and neither click, PyYAML nor the site machinery in
-the process that then runs for months (about 4 MB less resident memory). The
-lean process finds the standard library first, then this package and the
-directories the full process had (python-daemon for ``--daemonize`` is there),
-in that order. It checks the options again (same files, same environment), so
-a config error still comes out as one line.
+once the options are valid, execs ``python -S start_server/starter.py
+--hand-over=FD ARGS``: the same arguments and interpreter flags, the same pid,
+and the options handed over in an inherited memory file (handover.py) that
+the lean process reads once and closes. They are never in the environment:
+``/proc/PID/environ`` does not show them, and no server program inherits them.
+Neither click, PyYAML nor the site machinery is in the process that then runs
+for months (about 4 MB less resident memory). The lean process finds the
+standard library first, then this package and the directories the full
+process had (python-daemon for ``--daemonize`` is there), in that order. It
+checks the options again (same files, same environment), so a config error
+still comes out as one line.
 
 Signals: an exec resets handlers to their defaults, and a HUP or TERM in that
 window would kill the starter. The starter's signals are blocked from its
@@ -20,29 +23,29 @@ mask and pending signals survive it), until the loop's handlers are in place.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
+
+from . import handover
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any, Optional
+    from typing import Any
 
-MARKER = "START_SERVER_LEAN"  # JSON: the options, and the full process's import path
+KIND = "options"  # the hand-over's kind: the options, and the full process's import path
 STARTER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "starter.py")
 
 
-class HandOverError(Exception):
-    """``START_SERVER_LEAN`` is set but is not what ``exec_lean`` writes."""
+def can_exec_lean() -> bool:
+    """False where there is no lean process to run (no interpreter path, or
+    the package is not a directory of files)."""
+    return bool(sys.executable) and os.path.isfile(STARTER)
 
 
-def lean_argv(args: list[str]) -> Optional[list[str]]:
-    """The command line of the lean process, or None where there is none to run
-    (no interpreter path, or the package is not a directory of files)."""
-    if not sys.executable or not os.path.isfile(STARTER):
-        return None
-    return [sys.executable, *interpreter_flags(_orig_argv()), "-S", STARTER, *args]
+def lean_argv(hand_over: str, args: list[str]) -> list[str]:
+    """The lean process's command line: the hand-over first, then the arguments."""
+    return [sys.executable, *interpreter_flags(_orig_argv()), "-S", STARTER, hand_over, *args]
 
 
 def _orig_argv() -> list[str]:
@@ -76,31 +79,38 @@ def interpreter_flags(orig_argv: list[str]) -> list[str]:
 
 
 def exec_lean(args: list[str], options: Mapping[str, Any]) -> None:
-    """Exec the starter again, lean; returns only when that is not possible."""
-    argv = lean_argv(args)
-    if argv is None:
+    """Exec the starter again, lean; returns only when that is not possible
+    (then this process serves, as it is)."""
+    if not can_exec_lean():
         return
-    env = dict(os.environ)
-    env[MARKER] = json.dumps({"options": dict(options), "path": [p for p in sys.path if p]})
+    try:
+        fd = handover.write(KIND, {"options": dict(options), "path": [p for p in sys.path if p]})
+    except OSError:  # no memfd (an old kernel, a seccomp filter)
+        return
+    argv = lean_argv(handover.argument(fd), args)
     sys.stdout.flush()
     sys.stderr.flush()
-    with contextlib.suppress(OSError):  # then this process serves, as it is
-        os.execve(argv[0], argv, env)
+    with contextlib.suppress(OSError):
+        os.execv(argv[0], argv)
+    os.close(fd)
 
 
-def take_options() -> Optional[dict[str, Any]]:
-    """In the lean process: the options handed over (the marker is removed from
-    the environment, which the server program inherits); None otherwise."""
-    raw = os.environ.pop(MARKER, None)
-    if raw is None:
-        return None
-    try:
-        handed = json.loads(raw)
-        options: dict[str, Any] = handed["options"]
-        path = handed["path"]
-        if not isinstance(options, dict) or not all(isinstance(p, str) for p in path):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):
-        raise HandOverError(f"{MARKER}: not a hand-over from start_server") from None
+def is_lean(args: list[str]) -> bool:
+    """``args`` are the lean process's: they start with the hand-over."""
+    return bool(args) and args[0].startswith(handover.OPTION + "=")
+
+
+def take_options(args: list[str]) -> dict[str, Any]:
+    """In the lean process: the options handed over in ``args[0]``; the full
+    process's import path is added to this one's."""
+    doc = handover.read(args[0], (KIND,))
+    options = doc.get("options")
+    path = doc.get("path")
+    if (
+        not isinstance(options, dict)
+        or not isinstance(path, list)
+        or not all(isinstance(p, str) for p in path)
+    ):
+        raise handover.HandOverError(f"{args[0]}: not a hand-over of options from start_server")
     sys.path.extend(p for p in path if p not in sys.path)
     return options

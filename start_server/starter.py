@@ -1,4 +1,5 @@
-"""The starter's lean process: ``python -S <this file> ARGS``, exec'd by reexec.py.
+"""The starter's lean process: ``python -S <this file> --hand-over=FD ARGS``,
+exec'd by reexec.py.
 
 Run as a script, so Python has put this file's directory first on the import
 path, where the package's own modules would pass for top-level ones: it is
@@ -16,6 +17,6 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 sys.path.append(os.path.dirname(_HERE))
 
-from start_server.cli import main  # noqa: E402  (the path above comes first)
+from start_server.cli import main_lean  # noqa: E402  (the path above comes first)
 
-main()
+main_lean()

@@ -1,83 +1,30 @@
-"""The entry point's click-free reading of plain client calls agrees with click.
+"""The entry point: one parser (click) for every command line, and the lean
+process of the re-exec, which reads its options from the hand-over alone.
 
-``start_server --restart --pid-file F --status-file F`` runs on every deploy,
-so ``cli.client_args`` reads exactly that shape without importing click; any
-other line goes to click. Each accepted line here is parsed both ways and must
-give the same mode, options and ``--json``; each refused one must go to click.
+A client (``--restart`` on every deploy) loads click but not the starter's
+core; the lean starter loads neither click nor PyYAML (nor typing): it runs
+for months and a Python process cannot unload a module.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from start_server.cli import client_args
-from start_server.control import ClientOptions, client_options
+import start_server
 from start_server.options import parse
 
-
-def fields(c: object) -> tuple[object, ...]:
-    assert isinstance(c, ClientOptions)
-    return (c.pid_file, c.status_file, c.timeout)
+PACKAGE_PARENT = str(Path(start_server.__file__).resolve().parent.parent)
+HEAVY = ("click", "yaml", "typing")
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["--restart", "--pid-file", "/r/p", "--status-file", "/r/s"],
-        ["--pid-file=/r/p", "--status-file=/r/s", "--restart"],
-        ["--restart", "--pid-file", "/r/p", "--status-file", "/r/s", "--timeout", "2.5"],
-        ["--restart", "--timeout=7", "--pid-file=/r/p", "--status-file=/r/s"],
-        ["--stop", "--pid-file", "/r/p"],
-        ["--stop", "--pid-file", "/r/p", "--timeout", "3"],
-        ["--status", "--pid-file", "/r/p", "--status-file", "/r/s"],
-        ["--status", "--json", "--pid-file", "/r/p", "--status-file", "/r/s"],
-        ["--json", "--status", "--pid-file=/r/p", "--status-file=/r/s"],
-        ["--restart", "--pid-file", "/r/a=b", "--status-file", "/r/s"],  # '=' in a value
-        ["--restart", "--pid-file=/r/p=q", "--status-file", "/r/s"],
-    ],
-)
-def test_plain_client_lines_read_as_click_reads_them(argv: list[str]) -> None:
-    quick = client_args(argv)
-    assert quick is not None
-    mode, options, as_json = quick
-    click_mode, click_config, click_json, _options = parse(list(argv))
-    assert (mode, as_json) == (click_mode, click_json)
-    assert fields(client_options(options, mode)) == fields(click_config)
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        [],
-        ["--pid-file", "/r/p"],  # no mode: the starter itself
-        ["--restart", "--stop", "--pid-file", "/r/p"],  # two modes
-        ["--restart", "--restart", "--pid-file", "/r/p", "--status-file", "/r/s"],
-        ["--restart", "--pid-file", "/r/p", "--pid-file", "/r/q", "--status-file", "/r/s"],
-        ["--restart", "--json", "--pid-file", "/r/p", "--status-file", "/r/s"],
-        ["--status", "--json", "--json", "--pid-file", "/r/p", "--status-file", "/r/s"],
-        ["--restart", "--pid-file", "/r/p", "--status-file"],  # value missing
-        ["--restart", "--pid-file", "--status-file", "/r/s"],  # value looks like an option
-        ["--restart", "--timeout", "-1", "--pid-file", "/r/p", "--status-file", "/r/s"],
-        ["--restart", "--port", "8080", "--pid-file", "/r/p", "--status-file", "/r/s"],
-        ["--restart", "--config", "/r/c.yaml"],
-        ["--restart", "--pid-file", "/r/p", "--status-file", "/r/s", "--", "app"],
-        ["--restart", "--pid-file", "/r/p", "--status-file", "/r/s", "app"],
-        ["--restart", "--pid", "/r/p", "--status-file", "/r/s"],  # no abbreviations
-        ["--restart", "-h"],
-        ["--restart", "--help"],
-        ["--version"],
-    ],
-)
-def test_anything_else_goes_to_click(argv: list[str]) -> None:
-    assert client_args(argv) is None
-
-
-def test_a_plain_client_call_does_not_import_click_or_the_core() -> None:
-    """The reason for the click-free path: what a deploy's --restart loads."""
+def test_a_client_call_reads_through_click_and_loads_no_core() -> None:
     code = (
         "import sys\n"
         "from start_server.cli import main\n"
@@ -86,7 +33,7 @@ def test_a_plain_client_call_does_not_import_click_or_the_core() -> None:
         "except SystemExit as exc:\n"
         "    print(exc.code)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in\n"
-        "    ('click', 'dataclasses', 'typing', 'socket', 'start_server')))\n"
+        "    ('click', 'yaml', 'socket', 'start_server')))\n"
     )
     r = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
@@ -94,16 +41,71 @@ def test_a_plain_client_call_does_not_import_click_or_the_core() -> None:
     out = r.stdout.splitlines()
     assert out[0] == "1", r.stderr  # the pid file cannot be read: a system error, exit 1
     assert "--pid-file=/none/p: no start_server is running with this pid file" in r.stderr
-    loaded = ast.literal_eval(out[1])
-    assert loaded == [
-        "start_server",
-        "start_server.cli",
-        "start_server.control",
-        "start_server.files",
-        "start_server.reexec",
-        "start_server.signals",  # only the signal module, built in
-        "start_server.values",
-    ]
+    loaded = set(ast.literal_eval(out[1]))
+    assert "click" in loaded  # one parser
+    assert not loaded & {"yaml", "socket", "start_server.core", "start_server.loop"}
+
+
+def _lean(args: list[str], fd: int) -> subprocess.CompletedProcess[str]:
+    """``main_lean`` as starter.py runs it (``python -S``), its serving replaced
+    by a print of the modules it holds by then."""
+    code = (
+        "import sys\n"
+        f"sys.path.append({PACKAGE_PARENT!r})\n"
+        "from start_server import loop\n"
+        "def serve(config, environ):\n"
+        f"    print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
+        "    print(config.command)\n"
+        "    return 0\n"
+        "loop.serve = serve\n"
+        "from start_server.cli import main_lean\n"
+        f"sys.argv = ['starter.py', *{args!r}]\n"
+        "main_lean()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=30,
+        check=False, pass_fds=(fd,),
+    )
+
+
+def test_the_lean_process_serves_the_handed_over_options_without_click_or_yaml() -> None:
+    from start_server import handover, reexec
+
+    _mode, _config, _json, options = parse(["--port=127.0.0.1:0", "--", sys.executable, "-V"])
+    fd = handover.write(reexec.KIND, {"options": options, "path": []})
+    try:
+        r = _lean([handover.argument(fd), "--port=127.0.0.1:0", "--", "ignored"], fd)
+    finally:
+        os.close(fd)
+    assert r.returncode == 0, r.stderr
+    held, command = r.stdout.splitlines()
+    assert ast.literal_eval(held) == []
+    assert list(ast.literal_eval(command)) == [sys.executable, "-V"]  # the hand-over's, not argv's
+
+
+def test_a_lean_process_refuses_options_that_are_no_longer_valid() -> None:
+    """Checked again: the same files and environment, as the full process saw them."""
+    from start_server import handover, reexec
+
+    options = {"port": ["abc"], "command": [sys.executable]}
+    fd = handover.write(reexec.KIND, {"options": options, "path": []})
+    try:
+        r = _lean([handover.argument(fd)], fd)
+    finally:
+        os.close(fd)
+    assert r.returncode == 2
+    assert r.stderr.startswith("start_server: --port=abc:") and r.stderr.count("\n") == 1
+
+
+def test_the_hand_over_is_never_in_the_options_json_of_the_environment() -> None:
+    """What ``exec_lean`` writes is a memory file's content, read back as written."""
+    from start_server import handover
+
+    fd = handover.write("options", {"options": {"port": ["8080"]}, "path": ["/x"]})
+    doc = json.loads(os.pread(fd, 1 << 16, 0))
+    assert doc == {"format": 1, "kind": "options", "options": {"port": ["8080"]}, "path": ["/x"]}
+    assert os.get_inheritable(fd)
+    os.close(fd)
 
 
 @pytest.mark.parametrize(

@@ -57,18 +57,20 @@ def command(
         if mode != "status":
             fail("--watch: only with --status", 2)
         mode = "watch"
-    from .config import build
-    from .control import client_options
     from .values import ConfigError
 
     source: Optional[FileConfig] = None
     try:
         options, source = _with_config_file(options)
-        config: Union[Config, ClientOptions] = (
-            client_options(options, "status" if mode == "watch" else mode)
-            if mode
-            else build(options, os.environ)
-        )
+        config: Union[Config, ClientOptions]
+        if mode:  # a client: neither the starter's config nor its modules (socket, ctypes)
+            from .control import client_options
+
+            config = client_options(options, "status" if mode == "watch" else mode)
+        else:
+            from .config import build
+
+            config = build(options, os.environ)
     except ConfigError as exc:
         fail(str(exc) if source is None else source.explain(exc), 2)
     return mode or "run", config, as_json, options

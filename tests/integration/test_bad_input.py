@@ -26,6 +26,8 @@ from typing import Any, Callable, Optional
 import pytest
 from support import APP, PY, Harness, free_port, read_status, wait_until
 
+from start_server.reexec import STARTER
+
 NOBODY = 65534
 CMD = ("--", "{py}", "{app}")  # a server program that would run fine
 
@@ -46,6 +48,8 @@ class Ctx:
         }
         self.prefix: list[str] = []  # put before the interpreter (dropping privileges)
         self.python = PY
+        self.entry = ["-m", "start_server"]  # what the interpreter runs
+        self.pass_fds: tuple[int, ...] = ()
         self.extra_env: dict[str, str] = {}
         self.watched: list[Path] = [run.tmp]  # must hold nothing new afterwards
         self.checks: list[Callable[[], None]] = []  # run after the invocation
@@ -58,12 +62,12 @@ class Ctx:
 
     def invoke(self, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         env = {**self.extra_env, **env}
-        if not self.prefix and self.python == PY and self.cwd == self.run.tmp:
+        if not self.prefix and self.python == PY and self.cwd == self.run.tmp and not self.pass_fds:
             return self.run.run(*args, env=env)
         return subprocess.run(
-            [*self.prefix, self.python, "-m", "start_server", *args],
+            [*self.prefix, self.python, *self.entry, *args],
             env=self.run.env(env), cwd=str(self.cwd), capture_output=True, text=True,
-            timeout=30, stdin=subprocess.DEVNULL, check=False,
+            timeout=30, stdin=subprocess.DEVNULL, check=False, pass_fds=self.pass_fds,
         )
 
 
@@ -257,6 +261,27 @@ def low_nofile(ctx: Ctx) -> None:
     ctx.prefix = ["prlimit", "--nofile=256:256", "--"]
 
 
+def handed_over(text: str) -> Callable[[Ctx], None]:
+    """The lean process (reexec.py) started with ``text`` as its hand-over,
+    ``{handover}`` its option (``--hand-over=FD``); empty text: an fd not open."""
+
+    def setup(ctx: Ctx) -> None:
+        if text:
+            fd = os.memfd_create("hand-over", 0)
+            ctx.stack.callback(os.close, fd)
+            os.write(fd, ctx.fmt(text).encode())
+            os.lseek(fd, 0, os.SEEK_SET)
+            ctx.pass_fds = (fd,)
+        else:
+            fd = 1000
+            ctx.pass_fds = (os.open(os.devnull, os.O_RDONLY),)  # not passed as 1000
+            ctx.stack.callback(os.close, ctx.pass_fds[0])
+        ctx.vars["handover"] = f"--hand-over={fd}"
+        ctx.entry = ["-S", STARTER, ctx.vars["handover"]]
+
+    return setup
+
+
 def pid_file_holding(text: bytes) -> Callable[[Ctx], None]:
     """{tmp}/pid holds ``text``; {tmp}/status one generation of a live process (ours)."""
 
@@ -393,14 +418,23 @@ ROWS = [
         "--auto-restart-interval=1h:", "not a number"),
     Row("AUTO_RESTART_INTERVAL-env-negative", CMD, 2, "AUTO_RESTART_INTERVAL=-1:", "> 0",
         env={"AUTO_RESTART_INTERVAL": "-1"}),
-    # -- the lean re-exec's hand-over (reexec.py), set by hand or damaged
-    Row("lean-hand-over-not-json", CMD, 2, "START_SERVER_LEAN:", "not a hand-over",
-        env={"START_SERVER_LEAN": "garbage"}),
-    Row("lean-hand-over-no-options", CMD, 2, "START_SERVER_LEAN:", "not a hand-over",
-        env={"START_SERVER_LEAN": '{{"path": []}}'}),
-    Row("lean-hand-over-bad-option", (), 2, "--port=abc:", "invalid port spec",
-        env={"START_SERVER_LEAN": '{{"options": {{"port": ["abc"], "command": ["{py}", "{app}"]}}, '
-             '"path": []}}'}),
+    # -- the lean re-exec's hand-over (reexec.py, handover.py), damaged or made by hand
+    Row("hand-over-not-json", CMD, 2, "{handover}:", "not a hand-over from start_server",
+        setup=handed_over("garbage")),
+    Row("hand-over-empty-object", CMD, 2, "{handover}:", "not a hand-over from start_server",
+        setup=handed_over("{{}}")),
+    Row("hand-over-unknown-format", CMD, 2, "{handover}:",
+        "hand-over format 99 is not one this start_server reads (1)",
+        setup=handed_over('{{"format": 99, "kind": "options"}}')),
+    Row("hand-over-other-kind", CMD, 2, "{handover}:", "a hand-over of kind 'state', not options",
+        setup=handed_over('{{"format": 1, "kind": "state"}}')),
+    Row("hand-over-no-options", CMD, 2, "{handover}:", "not a hand-over of options",
+        setup=handed_over('{{"format": 1, "kind": "options", "path": []}}')),
+    Row("hand-over-fd-not-open", CMD, 2, "{handover}:", "cannot read the hand-over",
+        setup=handed_over("")),
+    Row("hand-over-bad-option", (), 2, "--port=abc:", "invalid port spec",
+        setup=handed_over('{{"format": 1, "kind": "options", "options": {{"port": ["abc"], '
+                          '"command": ["{py}", "{app}"]}}, "path": []}}')),
     Row("min-uptime-negative", ("--min-uptime=-1", *CMD), 2, "--min-uptime=-1:", ">= 0"),
     Row("min-uptime-not-a-number", ("--min-uptime=1m", *CMD), 2,
         "--min-uptime=1m:", "not a number"),

@@ -1,13 +1,17 @@
 """The starter re-executes itself lean once its options are read (reexec.py).
 
-Seen from outside: the same pid, ``python -S .../start_server/starter.py`` with
-the same arguments and interpreter flags, no PyYAML extension mapped after a
-``--config`` start, the server program's environment exactly the caller's, no
-signal left blocked, and the standard library still first on the import path.
+Seen from outside: the same pid, ``python -S .../start_server/starter.py
+--hand-over=FD`` with the same arguments and interpreter flags, the options
+neither in the starter's environment nor left open after they were read, no
+PyYAML extension mapped after a ``--config`` start, the server program's
+environment exactly the caller's, no signal left blocked, and the standard
+library still first on the import path.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -27,6 +31,19 @@ def _cmdline(pid: int) -> list[str]:
 def _environ(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
     return dict(e.split("=", 1) for e in raw.split("\0") if "=" in e)
+
+
+def _lean_cmdline(pid: int, *before: str) -> list[str]:
+    """The lean command line, the hand-over's fd number (reused since) made ``FD``."""
+    cmdline = _cmdline(pid)
+    at = len(before) + 3  # PY, *before, -S, STARTER, --hand-over=N
+    assert re.fullmatch(r"--hand-over=[0-9]+", cmdline[at]), cmdline
+    return [*cmdline[:at], "--hand-over=FD", *cmdline[at + 1 :]]
+
+
+def _open_files(pid: int) -> list[str]:
+    fds = Path(f"/proc/{pid}/fd")
+    return [os.readlink(fds / n) for n in os.listdir(fds)]
 
 
 def _blocked(pid: int) -> int:
@@ -50,10 +67,12 @@ def test_the_running_starter_is_the_same_process_re_executed_lean(
     s = run.start(*args, env=env)
     worker = first_worker(s)
     assert int(pid_file.read_text()) == s.pid  # exec keeps the pid
-    assert _cmdline(s.pid) == [PY, "-S", STARTER, *args]
-    # Nothing of the hand-over reaches the server program.
+    assert _lean_cmdline(s.pid) == [PY, "-S", STARTER, "--hand-over=FD", *args]
+    # The options are read once and closed, and never were in any environment.
+    assert not [f for f in _open_files(s.pid) if "hand-over" in f]
+    for pid in (s.pid, worker):
+        assert str(status) not in Path(f"/proc/{pid}/environ").read_text(errors="replace")
     seen = _environ(worker)
-    assert "START_SERVER_LEAN" not in seen
     assert seen.get("PYTHONPATH") == pythonpath
     # Held across the exec, then unblocked by the loop; the worker gets an empty mask.
     assert _blocked(s.pid) & sum(1 << (sig - 1) for sig in USED) == 0
@@ -89,7 +108,9 @@ def test_interpreter_flags_are_kept(run: Harness) -> None:
     args = [f"--port=127.0.0.1:{port}", f"--status-file={status}", "--interval=0.1", "--", PY, APP]
     s = run.start(*args, argv0=[PY, "-I", "-X", "utf8", "-m", "start_server"])
     first_worker(s)
-    assert _cmdline(s.pid) == [PY, "-I", "-X", "utf8", "-S", STARTER, *args]
+    assert _lean_cmdline(s.pid, "-I", "-X", "utf8") == [
+        PY, "-I", "-X", "utf8", "-S", STARTER, "--hand-over=FD", *args
+    ]
     s.signal(signal.SIGHUP)
     wait_until(lambda: gen_of(http_get(port)) == 2, what="generation 2 to serve")
     s.signal(signal.SIGTERM)

@@ -33,7 +33,7 @@ def test_a_client_call_reads_through_click_and_loads_no_core() -> None:
         "except SystemExit as exc:\n"
         "    print(exc.code)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in\n"
-        "    ('click', 'yaml', 'socket', 'start_server')))\n"
+        "    ('click', 'yaml', 'start_server')))\n"
     )
     r = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
@@ -43,7 +43,7 @@ def test_a_client_call_reads_through_click_and_loads_no_core() -> None:
     assert "--pid-file=/none/p: no start_server is running with this pid file" in r.stderr
     loaded = set(ast.literal_eval(out[1]))
     assert "click" in loaded  # one parser
-    assert not loaded & {"yaml", "socket", "start_server.core", "start_server.loop"}
+    assert not loaded & {"yaml", "start_server.config", "start_server.core", "start_server.loop"}
 
 
 def _lean(args: list[str], fd: int) -> subprocess.CompletedProcess[str]:

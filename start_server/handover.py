@@ -56,13 +56,13 @@ def read(arg: str, kinds: Collection[str]) -> dict[str, Any]:
     its fd is closed whatever it held."""
     value = arg.partition("=")[2]
     where = f"{OPTION}={value}"
-    if not value.isdigit() or not value.isascii():
+    if not value.isdigit() or not value.isascii() or int(value) >= 1 << 31:
         raise HandOverError(f"{where}: not a file descriptor")
     fd = int(value)
     try:
         with open(fd, "rb", closefd=True) as fh:
             raw = fh.read()
-    except (OSError, OverflowError) as exc:
+    except OSError as exc:
         raise HandOverError(f"{where}: cannot read the hand-over: {exc}") from None
     try:
         doc = json.loads(raw)

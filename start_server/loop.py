@@ -223,7 +223,11 @@ class Starter:
                 signums.extend(self._drain(wake))
             else:
                 gen = self.sup.gens.get(key.data)
-                events.extend(self.notify.read(key.data, gen, time.monotonic()))
+                # Forked workers whose Spawned is still queued (a pass handles
+                # at most BATCH events): their datagrams are queued after it.
+                forked = [e.pid for e in self.queue
+                          if isinstance(e, Spawned) and e.number == key.data]
+                events.extend(self.notify.read(key.data, gen, time.monotonic(), forked))
         reaped = effects.reap()
         if any(self.sup.by_pid(pid) is not None for pid, _ in reaped):
             # A worker is gone: what it left behind was re-parented to us.

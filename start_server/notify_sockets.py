@@ -66,23 +66,35 @@ def belongs(pid: int, root: int) -> Optional[bool]:
     In its tree: a descendant of ``root``, or in ``root``'s process group (a
     child that daemonized has the starter for parent, but keeps the group).
     """
+    found, gone = owner(pid, {root})
+    return None if gone else found is not None
+
+
+def owner(pid: int, roots: Collection[int]) -> tuple[Optional[int], bool]:
+    """The root whose tree ``pid`` is in, and whether ``pid`` is gone.
+
+    One walk up ``pid``'s ancestry, each step a set look-up: the cost does not
+    grow with the number of roots. ``pid`` itself first, then its process group
+    (a worker leads its own), then its nearest ancestor that is a root.
+    """
     if pid <= 0:
-        return False  # pid 0: a sender in a PID namespace we cannot see into
-    if pid == root:
-        return True
+        return None, False  # pid 0: a sender in a PID namespace we cannot see into
+    if pid in roots:
+        return pid, False
     try:
-        if os.getpgid(pid) == root:
-            return True
+        pgid = os.getpgid(pid)
     except ProcessLookupError:
-        return None
+        return None, True
+    if pgid in roots:
+        return pgid, False
     seen = 0
     cur: Optional[int] = pid
     while cur and cur > 1 and seen < 64:
         cur = effects.parent_of(cur)
-        if cur == root:
-            return True
+        if cur is not None and cur in roots:
+            return cur, False
         seen += 1
-    return False
+    return None, False
 
 
 def parse_notify(data: bytes) -> dict[str, str]:
@@ -265,8 +277,15 @@ class NotifySockets:
 
     # ---- datagrams ----------------------------------------------------------
 
-    def read(self, number: int, gen: Optional[Generation], now: float) -> list[Notified]:
-        """What the generation's processes said since the last read (a bounded batch)."""
+    def read(
+        self, number: int, gen: Optional[Generation], now: float, forked: Collection[int] = ()
+    ) -> list[Notified]:
+        """What the generation's processes said since the last read (a bounded batch).
+
+        ``forked``: the generation's workers forked but not yet known to the
+        core (their ``Spawned`` is queued): a datagram from their trees is
+        theirs too, and reaches the core after their ``Spawned``.
+        """
         ch = self.channels.get(number)
         if ch is None:
             return []
@@ -274,6 +293,7 @@ class NotifySockets:
             ch.window_start, ch.reads = now, 0
         out: list[Notified] = []
         placed: dict[int, tuple[Optional[int], str]] = {}  # sender pid -> (worker, why not)
+        roots: Optional[set[int]] = None  # the workers' pids, made at the first datagram
         for _ in range(BATCH):
             if ch.reads >= BUDGET:
                 self.sel.unregister(ch.sock)  # until the window is over: see run_due
@@ -289,7 +309,9 @@ class NotifySockets:
                 worker, why = None, "already exited"
             else:
                 if pid not in placed:
-                    placed[pid] = _place(pid, gen)
+                    if roots is None:
+                        roots = set(forked) | ({w.pid for w in gen.workers} if gen else set())
+                    placed[pid] = _place(pid, gen, roots)
                 worker, why = placed[pid]
             if worker is None:
                 ch.dropped += 1
@@ -332,16 +354,17 @@ class NotifySockets:
                 self._summarise(number, ch, now)
 
 
-def _place(pid: int, gen: Optional[Generation]) -> tuple[Optional[int], str]:
-    """The worker whose tree ``pid`` is in (checked now), or None and why not."""
+def _place(
+    pid: int, gen: Optional[Generation], roots: Collection[int]
+) -> tuple[Optional[int], str]:
+    """The worker (one of ``roots``) whose tree ``pid`` is in (checked now), or None and why not."""
     if gen is None:
         return None, "the generation is gone"
     if pid <= 0:
         return None, "no credentials"
-    gone = False
-    for w in gen.workers:
-        verdict = belongs(pid, w.pid)
-        if verdict:
-            return w.pid, ""
-        gone = gone or verdict is None
+    if not roots:
+        return None, "not in its process tree"
+    found, gone = owner(pid, roots)
+    if found is not None:
+        return found, ""
     return None, "already exited" if gone else "not in its process tree"

@@ -293,3 +293,44 @@ def test_perl_restart_understands_a_multi_worker_status_file(run: Harness) -> No
     r = run.run("--restart", f"--pid-file={pid_file}", f"--status-file={status}", perl=True)
     assert r.returncode == 0, r.stderr
     assert {g for g, _ in read_status(status)} == {2}
+
+
+# A worker that sends READY=1 the moment it runs, then waits to be stopped
+# (perl: starts in milliseconds, a few MB each, so 2 x 70 of them stay light).
+_READY_AT_ONCE = (
+    "use Socket; socket(my $s, PF_UNIX, SOCK_DGRAM, 0) or die $!;"
+    " (my $a = $ENV{NOTIFY_SOCKET}) =~ s/^@/\\0/;"
+    " send($s, 'READY=1', 0, pack_sockaddr_un($a)) or die $!; sleep 600"
+)
+
+
+def test_many_workers_ready_at_once_are_all_heard(run: Harness) -> None:
+    """More workers than the loop handles events per pass, all ready at once: a
+    READY=1 read while a worker's Spawned is still queued is that worker's, not a
+    stranger's (it was dropped, and the generation waited --ready-timeout)."""
+    n = 70  # the HUP and 70 Spawned events exceed one pass of the loop
+    status = run.tmp / "status"
+    s = run.start(
+        f"--port=127.0.0.1:{free_port()}",
+        f"--status-file={status}",
+        f"--workers={n}",
+        "--wait-ready",
+        "--ready-timeout=60",
+        "--",
+        "perl",
+        "-e",
+        _READY_AT_ONCE,
+    )
+    # Spawning 70 workers is one long pass on a loaded machine: generous deadlines.
+    s.wait_line(r"new worker is now running, sending", timeout=50)
+    first = read_status(status)
+    assert len(first) == n and {g for g, _ in first} == {1}
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_line(r"new worker is now running, sending", timeout=50, start=mark)
+    wait_until(
+        lambda: {g for g, _ in read_status(status)} == {2} and len(read_status(status)) == n,
+        what="generation 2's workers alone",
+        timeout=50,
+    )
+    assert not [line for line in s.lines if "not ready" in line or "outside it" in line]

@@ -322,7 +322,9 @@ class StatusFile:
 
     def write(self, entries: list[tuple[int, int]], detail: dict[str, Any]) -> None:
         write_atomic(self.path, format_status(entries))
-        write_atomic(self.json_path, json.dumps(detail, indent=1, sort_keys=True) + "\n")
+        # Compact: an indent would take the pure-Python encoder (ms per write).
+        text = json.dumps(detail, separators=(",", ":"), sort_keys=True)
+        write_atomic(self.json_path, text + "\n")
         self._written = True
 
     def remove(self) -> None:

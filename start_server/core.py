@@ -30,7 +30,7 @@ from .values import SpecError, parse_seconds
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
-    from typing import Optional, Union
+    from typing import Any, Optional, Union
 
 __all__ = ["Policy"]  # re-exported: the core is where the rules are read
 
@@ -358,34 +358,12 @@ class Supervisor:
         return w.spawned_at + (p.ready_timeout if p.wait_ready else p.interval)
 
     def next_deadline(self) -> Optional[float]:
-        """When the next timed rule is due, or None: then only an event can wake us."""
-        times: list[float] = []
-        cur = self.current()
-        for g in self.gens.values():
-            if g.state is State.ACTIVE and g.retire_at is not None and g is not cur:
-                times.append(g.retire_at)
-            for w in g.workers:
-                if w.state is State.STARTING:
-                    times.append(self._start_deadline(w))
-                elif w.state is State.RETIRING and w.kill_after is not None and not w.killed:
-                    assert w.signalled_at is not None
-                    times.append(w.signalled_at + w.kill_after)
-        if self.policy.stop_timeout is not None:
-            times.extend(
-                t + self.policy.stop_timeout for t in self.leftovers.values() if t is not None
-            )
-        if not self.stopping:
-            if self.respawn_at is not None:
-                times.append(self.respawn_at)
-            times.extend(self.slot_respawn.values())
-            auto = self._auto_restart_due()
-            if auto is not None:
-                times.append(auto[0])
-            times.extend(t for t, _ in self._worker_auto_due())
-            if self.replace_queue and self._can_replace():
-                times.append(self._now)
-            if self.policy.checks_health and self.next_measure is not None:
-                times.append(self.next_measure)
+        """When the next timed rule is due, or None: then only an event can wake us.
+
+        The minimum over the one table of timed rules (``TIMERS``), the same
+        table ``run_due`` fires from: a rule cannot be in one and not the other.
+        """
+        times = [when for _name, due, _fire in TIMERS for when, _item in due(self)]
         return min(times) if times else None
 
     # ---- the one entry point ---------------------------------------------
@@ -410,7 +388,7 @@ class Supervisor:
         elif isinstance(event, Adopted):
             self._on_adopted(event, now)
         if not self.done:
-            self._run_due(now)
+            self.run_due(now)
         if self.stopping and not self.gens and not self.leftovers and not self.done:
             self.done = True
             self._log("exiting")
@@ -912,74 +890,142 @@ class Supervisor:
 
     # ---- timers -----------------------------------------------------------
 
-    def _run_due(self, now: float) -> None:
-        p = self.policy
-        # Starts first, so that a generation that just started retires its
-        # predecessors in this same pass when there is no kill-old delay.
-        for g in sorted(self.gens.values(), key=lambda g: g.number):
-            for w in sorted(g.workers, key=lambda w: w.slot):
-                if w.state is not State.STARTING or w.number not in self.gens:
-                    continue
-                if p.wait_ready:
-                    if now >= w.spawned_at + p.ready_timeout:
-                        self._not_ready(w, now)
-                elif now >= w.spawned_at + p.interval:
-                    self._worker_started(w, now, f"alive after {p.interval:g} s")
-        due = [
-            g
-            for g in self.olds()
-            if g.state is State.ACTIVE and g.retire_at is not None and now >= g.retire_at
+    def run_due(self, now: float) -> None:
+        """Fire every timed rule that is due, in the table's order; each rule's
+        due items are found after the rules before it fired (a generation that
+        just started retires its predecessors in this same pass)."""
+        for _name, due, fire in TIMERS:
+            items = [item for when, item in due(self) if now >= when]
+            if items:
+                fire(self, items, now)
+
+    # Each rule: ``_due_X`` lists (when, item) of what it waits for (a pure
+    # query), ``_fire_X`` does it for the items that are due.
+
+    def _due_starts(self) -> list[tuple[float, Any]]:
+        return [
+            (self._start_deadline(w), w)
+            for g in self.gens.values()
+            for w in g.workers
+            if w.state is State.STARTING
         ]
-        if due:
-            self._log("killing old workers")
-        for g in due:
-            self._retire(g, p.signal_on_hup, now, p.stop_timeout)
-        for w in sorted(self.workers(), key=lambda w: (w.number, w.slot)):
-            if (
-                w.state is State.RETIRING
-                and w.kill_after is not None
-                and not w.killed
-                and w.signalled_at is not None
-                and now >= w.signalled_at + w.kill_after
-            ):
-                w.killed = True
-                self._log(
-                    f"worker {w.pid} did not exit {w.kill_after:g} s after it was signalled; "
-                    "sending KILL to its process group",
-                    w,
-                )
-                self._out.append(Kill(w.pid, signal.SIGKILL, group=True))
-        for pid, since in sorted(self.leftovers.items()):
-            if since is not None and p.stop_timeout is not None and now >= since + p.stop_timeout:
-                self.leftovers[pid] = None
-                self._log(f"leftover process {pid} did not exit; sending KILL")
-                self._out.append(Kill(pid, signal.SIGKILL))
-        if self.stopping:
-            return
-        due_respawn = self.respawn_at is not None and now >= self.respawn_at
-        if due_respawn and self.starting() is None:
-            self._new_generation(now)
-        for (number, slot), when in sorted(self.slot_respawn.items()):
-            owner = self.gens.get(number)
-            if now >= when and owner is not None and owner is self.current():
-                self._spawn_slot(owner, slot, "starting a new worker")
+
+    def _fire_starts(self, items: list[Worker], now: float) -> None:
+        p = self.policy
+        for w in sorted(items, key=lambda w: (w.number, w.slot)):
+            if w.state is not State.STARTING or w.number not in self.gens:
+                continue  # an earlier one's verdict settled it
+            if p.wait_ready:
+                self._not_ready(w, now)
+            else:
+                self._worker_started(w, now, f"alive after {p.interval:g} s")
+
+    def _due_retire(self) -> list[tuple[float, Any]]:
+        cur = self.current()
+        return [
+            (g.retire_at, g)
+            for g in self.gens.values()
+            if g.state is State.ACTIVE and g.retire_at is not None and g is not cur
+        ]
+
+    def _fire_retire(self, items: list[Generation], now: float) -> None:
+        self._log("killing old workers")
+        for g in sorted(items, key=lambda g: g.number):
+            self._retire(g, self.policy.signal_on_hup, now, self.policy.stop_timeout)
+
+    def _due_kills(self) -> list[tuple[float, Any]]:
+        return [
+            (w.signalled_at + w.kill_after, w)
+            for g in self.gens.values()
+            for w in g.workers
+            if w.state is State.RETIRING
+            and w.kill_after is not None
+            and not w.killed
+            and w.signalled_at is not None
+        ]
+
+    def _fire_kills(self, items: list[Worker], now: float) -> None:
+        for w in sorted(items, key=lambda w: (w.number, w.slot)):
+            w.killed = True
+            self._log(
+                f"worker {w.pid} did not exit {w.kill_after:g} s after it was signalled; "
+                "sending KILL to its process group",
+                w,
+            )
+            self._out.append(Kill(w.pid, signal.SIGKILL, group=True))
+
+    def _due_leftovers(self) -> list[tuple[float, Any]]:
+        grace = self.policy.stop_timeout
+        if grace is None:
+            return []
+        return [(since + grace, pid) for pid, since in self.leftovers.items() if since is not None]
+
+    def _fire_leftovers(self, items: list[int], now: float) -> None:
+        for pid in sorted(items):
+            self.leftovers[pid] = None
+            self._log(f"leftover process {pid} did not exit; sending KILL")
+            self._out.append(Kill(pid, signal.SIGKILL))
+
+    def _due_respawn(self) -> list[tuple[float, Any]]:
+        """The next attempt at a new generation, after the backoff (none while one starts)."""
+        if self.stopping or self.respawn_at is None or self.starting() is not None:
+            return []
+        return [(self.respawn_at, None)]
+
+    def _fire_respawn(self, items: list[None], now: float) -> None:
+        self._new_generation(now)
+
+    def _due_slot_respawn(self) -> list[tuple[float, Any]]:
+        """Slots of the current generation to try again after the backoff."""
+        cur = self.current()
+        if self.stopping or cur is None:
+            return []
+        return [(when, key) for key, when in self.slot_respawn.items() if key[0] == cur.number]
+
+    def _fire_slot_respawn(self, items: list[tuple[int, int]], now: float) -> None:
+        for number, slot in sorted(items):
+            self._spawn_slot(self.gens[number], slot, "starting a new worker")
+
+    def _due_auto_restart(self) -> list[tuple[float, Any]]:
         auto = self._auto_restart_due()
-        if auto is not None and now >= auto[0]:
-            forced = "forced, " if auto[1] else ""
-            self._log(f"autorestart triggered ({forced}interval={p.auto_restart_interval:g})")
-            self._new_generation(now)
-        for when, w in self._worker_auto_due():
-            if now >= when:
-                self._enqueue_replace(w.number, w.slot, "auto-restart")
-        if self.replace_queue and self._can_replace():
-            number, slot, why = self.replace_queue.pop(0)
-            self._spawn_slot(self.gens[number], slot, f"replacing its worker ({why})")
-        if p.checks_health and self.next_measure is not None and now >= self.next_measure:
-            self.next_measure = now + p.health_check_interval
-            serving = self.current()
-            if serving is not None and serving.workers:
-                pids = tuple(w.pid for w in serving.workers)
-                self._out.append(Measure(pids, fds=p.counts_fds))
+        return [] if auto is None else [auto]
+
+    def _fire_auto_restart(self, items: list[bool], now: float) -> None:
+        forced = "forced, " if items[0] else ""
+        interval = self.policy.auto_restart_interval
+        self._log(f"autorestart triggered ({forced}interval={interval:g})")
+        self._new_generation(now)
+
+    def _due_worker_auto(self) -> list[tuple[float, Any]]:
+        return list(self._worker_auto_due())
+
+    def _fire_worker_auto(self, items: list[Worker], now: float) -> None:
+        for w in items:
+            self._enqueue_replace(w.number, w.slot, "auto-restart")
+
+    def _due_replace(self) -> list[tuple[float, Any]]:
+        """The next in-place replacement, due at once when one may start."""
+        nxt = self._next_replacement()
+        return [] if self.stopping or nxt is None else [(self._now, nxt)]
+
+    def _fire_replace(self, items: list[tuple[int, int, str]], now: float) -> None:
+        number, slot, why = items[0]
+        # Replacements queued for a generation that is no longer current are void.
+        self.replace_queue = [r for r in self.replace_queue if r[0] == number]
+        self.replace_queue.remove(items[0])
+        self._spawn_slot(self.gens[number], slot, f"replacing its worker ({why})")
+
+    def _due_measure(self) -> list[tuple[float, Any]]:
+        if self.stopping or not self.policy.checks_health or self.next_measure is None:
+            return []
+        return [(self.next_measure, None)]
+
+    def _fire_measure(self, items: list[None], now: float) -> None:
+        self.next_measure = now + self.policy.health_check_interval
+        serving = self.current()
+        if serving is not None and serving.workers:
+            pids = tuple(w.pid for w in serving.workers)
+            self._out.append(Measure(pids, fds=self.policy.counts_fds))
 
     def _not_ready(self, w: Worker, now: float) -> None:
         p = self.policy
@@ -996,17 +1042,18 @@ class Supervisor:
         if all((n, s) != (number, slot) for n, s, _ in self.replace_queue):
             self.replace_queue.append((number, slot, why))
 
-    def _can_replace(self) -> bool:
-        """One in-place replacement at a time, only in the current, settled generation."""
+    def _next_replacement(self) -> Optional[tuple[int, int, str]]:
+        """The in-place replacement to start now, if any: one at a time, only in
+        the current, settled generation, not in a slot waiting out its backoff."""
         cur = self.current()
         if cur is None or self.starting() is not None or cur.pending:
-            return False
+            return None
         if any(w.state is State.STARTING for w in cur.workers):
-            return False
-        self.replace_queue = [r for r in self.replace_queue if r[0] == cur.number]
-        return bool(self.replace_queue) and not any(
-            (n, s) in self.slot_respawn for n, s, _ in self.replace_queue[:1]
-        )
+            return None
+        nxt = next((r for r in self.replace_queue if r[0] == cur.number), None)
+        if nxt is None or (nxt[0], nxt[1]) in self.slot_respawn:
+            return None
+        return nxt
 
     def _auto_restart_due(self) -> Optional[tuple[float, bool]]:
         """(when, forced) of the next whole-generation auto-restart, by the original's rules."""
@@ -1084,3 +1131,20 @@ class Supervisor:
             views, self.last_number, self.failed_number, self.failed_reason,
             self.failed_at, min(due) if due else None, *self.last_event,
         )
+
+
+# Every timed rule of the core, in the order a pass fires them: (name, when
+# each of its items is due, what fires for the due ones). ``next_deadline`` is
+# the minimum over it and ``run_due`` fires from it: one place for each timer.
+TIMERS = (
+    ("start check", Supervisor._due_starts, Supervisor._fire_starts),
+    ("retire replaced generations", Supervisor._due_retire, Supervisor._fire_retire),
+    ("kill after the grace", Supervisor._due_kills, Supervisor._fire_kills),
+    ("kill leftovers", Supervisor._due_leftovers, Supervisor._fire_leftovers),
+    ("new generation after the backoff", Supervisor._due_respawn, Supervisor._fire_respawn),
+    ("slot again after the backoff", Supervisor._due_slot_respawn, Supervisor._fire_slot_respawn),
+    ("auto-restart", Supervisor._due_auto_restart, Supervisor._fire_auto_restart),
+    ("worker auto-restart", Supervisor._due_worker_auto, Supervisor._fire_worker_auto),
+    ("in-place replacement", Supervisor._due_replace, Supervisor._fire_replace),
+    ("health check", Supervisor._due_measure, Supervisor._fire_measure),
+)

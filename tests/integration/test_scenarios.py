@@ -327,7 +327,10 @@ def test_auto_restart_forced_when_old_generations_linger(run: Harness) -> None:
     # a forced one after two.
     forced = log_time(s.wait_line(r"^(\S+) .*autorestart triggered \(forced, interval=0.5\)")
                       .group(1))
-    assert forced - started2 >= 2 * 0.5 - 0.002
+    # The stamps are taken when each line is written, not when the core decided (a
+    # loaded machine can delay either write), so allow slack: half an interval still
+    # tells a forced restart (2 intervals on) from a plain one (1 interval on).
+    assert forced - started2 >= 1.5 * 0.5
     assert len(re.findall(r"autorestart triggered \(interval=0.5\)", s.output)) == 1
     p3 = int(s.wait_line(r"gen=3 pid=(\d+) new worker \d+ is now running").group(1))
     release.touch()

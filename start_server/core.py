@@ -20,10 +20,30 @@ auto-restart deadline is replaced alone, in its slot, without a new generation.
 
 from __future__ import annotations
 
-import enum
 import signal
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
+from .events import (
+    Adopted,
+    Exit,
+    Exited,
+    Fds,
+    GenView,
+    Kill,
+    Log,
+    Measure,
+    Measured,
+    Notified,
+    NotifyUpstream,
+    Publish,
+    Signalled,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    Start,
+    Tick,
+)
+from .generations import _EDGES, Generation, State, Worker
 from .policy import Policy
 from .spec import signal_name
 from .values import SpecError, parse_seconds
@@ -32,247 +52,40 @@ TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-live
 if TYPE_CHECKING:
     from typing import Any, Optional, Union
 
-__all__ = ["Policy"]  # re-exported: the core is where the rules are read
+    from .events import Action, Event
+
+# Re-exported: the core is where the rules are read, with what they act on.
+__all__ = [
+    "HINT_AFTER_FAILURES",
+    "TIMERS",
+    "Action",
+    "Adopted",
+    "Event",
+    "Exit",
+    "Exited",
+    "Fds",
+    "GenView",
+    "Generation",
+    "Kill",
+    "Log",
+    "Measure",
+    "Measured",
+    "Notified",
+    "NotifyUpstream",
+    "Policy",
+    "Publish",
+    "Signalled",
+    "Spawn",
+    "SpawnFailed",
+    "Spawned",
+    "Start",
+    "State",
+    "Supervisor",
+    "Tick",
+    "Worker",
+]
 
 
-class State(enum.Enum):
-    STARTING = "starting"  # spawned, start check or readiness pending
-    ACTIVE = "active"  # started; the newest ACTIVE generation is the current one
-    RETIRING = "retiring"  # signalled to exit (replaced, stopping, or not ready in time)
-    EXITED = "exited"  # gone after having started
-    FAILED = "failed"  # gone before it started
-
-
-# Every allowed edge, for generations and workers alike; _move asserts on it.
-_EDGES = {
-    (State.STARTING, State.ACTIVE),
-    (State.STARTING, State.FAILED),
-    (State.STARTING, State.RETIRING),
-    (State.ACTIVE, State.RETIRING),
-    (State.ACTIVE, State.EXITED),
-    (State.RETIRING, State.EXITED),
-}
-
-
-@dataclass
-class Worker:
-    number: int  # its generation
-    slot: int
-    pid: int
-    state: State
-    spawned_at: float
-    jitter: float = 0.0  # seconds added to its own auto-restart deadline
-    started_at: Optional[float] = None
-    ready: bool = False  # READY=1 received
-    signalled_at: Optional[float] = None  # RETIRING since
-    kill_after: Optional[float] = None  # seconds after signalled_at before SIGKILL
-    killed: bool = False
-    failed_start: bool = False  # stopped because it never became ready
-    status: str = ""  # last STATUS= it sent
-    replaces: Optional[int] = None  # pid of the worker it takes over from, in its slot
-    over_limit: int = 0  # memory checks in a row over --max-memory
-    memory: Optional[int] = None  # bytes at the last check
-    over_fds: int = 0  # fd checks in a row over its fd limit
-    fds: Optional[int] = None  # open fds of its tree at the last check
-    unreadable: set[int] = field(default_factory=set)  # pids of its tree whose fds we cannot read
-
-
-@dataclass
-class Generation:
-    number: int
-    state: State
-    spawned_at: float
-    started_at: Optional[float] = None
-    retire_at: Optional[float] = None  # ACTIVE but replaced: when to signal it
-    workers: list[Worker] = field(default_factory=list)
-    # The slots of spawns asked for and not yet answered (Spawned or SpawnFailed):
-    # the loop queues the answer behind the events already waiting, so others
-    # come first. A generation is not forgotten while one is out, and a slot
-    # with one is being replaced.
-    pending: list[int] = field(default_factory=list)
-    retire_signal: int = 0  # RETIRING: what a worker spawned late is sent, and its grace
-    retire_grace: Optional[float] = None
-    restarts: dict[int, int] = field(default_factory=dict)  # slot -> replacements spawned
-
-    @property
-    def pid(self) -> int:
-        """The first worker's pid (the only one without --workers)."""
-        return min(self.workers, key=lambda w: w.slot).pid if self.workers else 0
-
-    @property
-    def jitter(self) -> float:
-        """The first worker's auto-restart jitter: the generation's, without --workers."""
-        return min(self.workers, key=lambda w: w.slot).jitter if self.workers else 0.0
-
-    @property
-    def ready(self) -> bool:
-        return bool(self.workers) and all(w.ready for w in self.workers)
-
-    def answered(self, slot: int) -> None:
-        """A spawn for ``slot`` was answered."""
-        if slot in self.pending:
-            self.pending.remove(slot)
-
-    def in_slot(self, slot: int) -> list[Worker]:
-        return [w for w in self.workers if w.slot == slot]
-
-
-# ---- events ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Start:
-    """The starter is set up: spawn the first generation."""
-
-
-@dataclass(frozen=True)
-class Spawned:
-    number: int
-    pid: int
-    overrides: dict[str, str] = field(default_factory=dict)  # env that tunes the policy
-    slot: int = 0
-    jitter: float = 0.0  # a random fraction in [0, 1) from the loop, for --auto-restart-jitter
-
-
-@dataclass(frozen=True)
-class SpawnFailed:
-    number: int
-    reason: str
-    slot: int = 0
-
-
-@dataclass(frozen=True)
-class Exited:
-    pid: int
-    status: int  # the raw wait status, as the original logs it
-    description: str  # "exit code 1", "killed by SIGKILL"
-
-
-@dataclass(frozen=True)
-class Signalled:
-    signum: int
-
-
-@dataclass(frozen=True)
-class Notified:
-    number: int  # the generation whose notify socket got it
-    fields: dict[str, str]
-    pid: Optional[int] = None  # the worker it came from, when known
-
-
-@dataclass(frozen=True)
-class Fds:
-    """Open fds of a worker's process tree; its inherited listening sockets and
-    every process's fds 0-2 are not counted."""
-
-    count: int
-    kinds: tuple[tuple[str, int], ...] = ()  # ("sockets", 398), ...: most numerous first
-    nofile: Optional[int] = None  # the worker's own soft RLIMIT_NOFILE; None: unknown
-    unreadable: tuple[tuple[int, str], ...] = ()  # (pid, why): processes not counted
-
-    def describe(self) -> str:
-        """``412 fds: 398 sockets, 12 files`` (the three most numerous kinds)."""
-        top = ", ".join(f"{n} {kind}" for kind, n in self.kinds[:3])
-        return f"{self.count} fds" + (f": {top}" if top else "")
-
-
-@dataclass(frozen=True)
-class Measured:
-    """One health check of each worker's process tree: its memory (PSS, or RSS
-    where PSS is unreadable) and, with an fd limit, its open fds."""
-
-    usage: dict[int, int]  # worker pid -> bytes
-    fds: dict[int, Fds] = field(default_factory=dict)  # worker pid -> open fds
-
-
-@dataclass(frozen=True)
-class Adopted:
-    """Children of the starter that are no worker: leftovers re-parented to us."""
-
-    pids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Time passed: perform whatever is due."""
-
-
-if TYPE_CHECKING:
-    Event = Union[Start, Spawned, SpawnFailed, Exited, Signalled, Notified, Measured, Adopted, Tick]
-
-
-# ---- actions --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Spawn:
-    number: int
-    slot: int = 0
-
-
-@dataclass(frozen=True)
-class Kill:
-    pid: int
-    signum: int
-    group: bool = False  # the whole process group (escalation), not just the main pid
-
-
-@dataclass(frozen=True)
-class Measure:
-    pids: tuple[int, ...]
-    fds: bool = False  # count open fds too
-
-
-@dataclass(frozen=True)
-class Log:
-    message: str
-    number: Optional[int] = None
-    pid: Optional[int] = None
-
-
-@dataclass(frozen=True)
-class GenView:
-    """One worker process, as the status files show it."""
-
-    number: int
-    pid: int
-    state: State
-    spawned_at: float
-    started_at: Optional[float]
-    ready: bool
-    status: str
-    slot: int = 0
-    memory: Optional[int] = None
-    fds: Optional[int] = None
-    restarts: int = 0  # replacements spawned in its slot, in its generation
-
-
-@dataclass(frozen=True)
-class Publish:
-    """A snapshot for the status files (``Supervisor.snapshot()``); not an action."""
-
-    generations: tuple[GenView, ...]
-    last_number: int
-    failed_number: Optional[int]  # newest generation that failed to start
-    failed_reason: str
-    failed_at: Optional[float] = None  # when it failed
-    next_attempt: Optional[float] = None  # when the backoff lets the next start happen
-    last_event: str = ""  # the newest log line of the core, and when
-    last_event_at: Optional[float] = None
-
-
-@dataclass(frozen=True)
-class NotifyUpstream:
-    message: str  # for a NOTIFY_SOCKET the starter itself was given
-
-
-@dataclass(frozen=True)
-class Exit:
-    code: int
-
-
-if TYPE_CHECKING:
-    Action = Union[Spawn, Kill, Measure, Log, NotifyUpstream, Exit]
 
 
 HINT_AFTER_FAILURES = 3  # failed first starts before the log says what usually causes them

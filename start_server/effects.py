@@ -16,8 +16,9 @@ import time
 from collections.abc import Iterable, Mapping
 
 from . import signals
-from .core import Fds, GenView, Measured, Publish, State
+from .events import Fds, GenView, Measured, Publish
 from .files import read_regular
+from .generations import State
 from .identity import Identity, become
 from .spec import signal_name
 

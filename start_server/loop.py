@@ -21,7 +21,8 @@ from collections.abc import Iterator, Mapping
 
 from . import effects, signals
 from .config import Config
-from .core import (
+from .core import Supervisor
+from .events import (
     Adopted,
     Exit,
     Exited,
@@ -35,7 +36,6 @@ from .core import (
     Spawned,
     SpawnFailed,
     Start,
-    Supervisor,
     Tick,
 )
 from .files import FileError, PidFile, StatusFile, directory_warnings
@@ -57,7 +57,7 @@ TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-live
 if TYPE_CHECKING:
     from typing import Any, Optional
 
-    from .core import Action, Event
+    from .events import Action, Event
 
 EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: an internal error stopped the starter
 BATCH = 64  # events handled per pass before the selector is read again

@@ -32,7 +32,7 @@ import socket
 import struct
 
 from . import effects
-from .core import Notified
+from .events import Notified
 from .files import writable_by_others
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection
     from typing import Optional
 
-    from .core import Generation
+    from .generations import Generation
 
 BATCH = 32  # datagrams read from one socket per wake-up
 BUDGET = 256  # datagrams read from one socket per second

@@ -208,7 +208,7 @@ class CoreModel(RuleBasedStateMachine):
 
     def _perform(self, data: Draws, action: Action) -> None:
         if isinstance(action, Spawn):
-            if data.draw(st.integers(0, 9), label="spawn fails") == 0:
+            if data.draw(st.integers(0, 19), label="spawn fails") == 0:
                 self.queue.append(SpawnFailed(action.number, "exec failed", action.slot))
             else:
                 pid = self._new_pid()

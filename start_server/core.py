@@ -45,6 +45,7 @@ from .events import (
 )
 from .generations import _EDGES, Generation, State, Worker
 from .policy import Policy
+from .replacements import Replacements
 from .spec import signal_name
 from .values import SpecError, parse_seconds
 
@@ -110,8 +111,7 @@ class Supervisor:
         self.exit_code = 0
         self.restart_pending = False  # a HUP arrived while a start was in progress
         self.respawn_at: Optional[float] = None  # next attempt at a new generation
-        self.slot_respawn: dict[tuple[int, int], float] = {}  # (generation, slot) -> when
-        self.replace_queue: list[tuple[int, int, str]] = []  # in-place replacements to do
+        self.slots = Replacements()  # workers replaced alone, in their slot
         self.failures = 0  # consecutive failed starts, for the backoff
         self.last_failure_at: Optional[float] = None
         self.last_success_at: Optional[float] = None
@@ -128,6 +128,11 @@ class Supervisor:
         self._now = 0.0
 
     # ---- queries ----------------------------------------------------------
+
+    @property
+    def slot_respawn(self) -> dict[tuple[int, int], float]:
+        """(generation, slot) -> when a slot whose replacement failed is tried again."""
+        return self.slots.retry_at
 
     def current(self) -> Optional[Generation]:
         """The newest ACTIVE generation: the one that should be serving."""
@@ -219,7 +224,7 @@ class Supervisor:
         if isinstance(obj, Generation):
             if to in (State.EXITED, State.FAILED):
                 del self.gens[obj.number]
-                self._drop_replacements(obj.number)
+                self.slots.drop(obj.number)
         elif to in (State.EXITED, State.FAILED):
             self.gens[obj.number].workers.remove(obj)
 
@@ -262,7 +267,7 @@ class Supervisor:
             self._log(f"sleeping {delay:g} secs before killing old workers")
         for o in olds:
             o.retire_at = now + delay if o.retire_at is None else min(o.retire_at, now + delay)
-            self._drop_replacements(o.number)  # replaced as a whole now
+            self.slots.drop(o.number)  # replaced as a whole now
         pid_text = ",".join(str(w.pid) for w in sorted(g.workers, key=lambda w: w.slot))
         serving = f"STATUS=generation {g.number} (pid {pid_text}) is serving"
         if self.restart_pending:
@@ -291,17 +296,11 @@ class Supervisor:
         self._move(g, State.RETIRING)
         g.retire_at = None
         g.retire_signal, g.retire_grace = signum, grace
-        self._drop_replacements(g.number)
+        self.slots.drop(g.number)
         for w in g.workers:
             if w.state is not State.RETIRING:
                 self._retire_worker(w, signum, now, grace, group)
         self._end_if_empty(g)  # no worker left to wait for (all died, none on its way)
-
-    def _drop_replacements(self, number: int) -> None:
-        """A generation that is gone or replaced gets no worker replaced alone."""
-        for key in [k for k in self.slot_respawn if k[0] == number]:
-            del self.slot_respawn[key]
-        self.replace_queue = [r for r in self.replace_queue if r[0] != number]
 
     def _end_if_empty(self, g: Generation) -> None:
         """A retiring generation with no worker left and none on its way is gone."""
@@ -367,7 +366,7 @@ class Supervisor:
         if self.stopping or self.gens.get(w.number) is not self.current():
             return
         delay = self.backoff_delay()
-        self.slot_respawn[(w.number, w.slot)] = max(w.spawned_at + delay, now)
+        self.slots.retry(w.number, w.slot, max(w.spawned_at + delay, now))
         self._log(
             f"slot {w.slot}: next attempt in {max(w.spawned_at + delay - now, 0):.3g} s "
             f"(failed starts in a row: {self.failures})",
@@ -541,7 +540,7 @@ class Supervisor:
                 if self._crashed(w, now):
                     self._spawn_slot(g, w.slot, "replacing it")
                 else:
-                    self.slot_respawn[(g.number, w.slot)] = now + self.backoff_delay()
+                    self.slots.retry(g.number, w.slot, now + self.backoff_delay())
                     self._log(
                         f"slot {w.slot}: next attempt in {self.backoff_delay():.3g} s "
                         f"(crashes in a row: {self.failures})",
@@ -571,7 +570,7 @@ class Supervisor:
             self._log(f"generation {cur.number} keeps serving", None)
 
     def _spawn_slot(self, g: Generation, slot: int, why: str) -> None:
-        self.slot_respawn.pop((g.number, slot), None)
+        self.slots.spawned(g.number, slot)
         g.pending.append(slot)
         g.restarts[slot] = g.restarts.get(slot, 0) + 1
         self._log(f"slot {slot}: {why}", None)
@@ -598,8 +597,7 @@ class Supervisor:
         self.stopping = True
         self.restart_pending = False
         self.respawn_at = None
-        self.slot_respawn.clear()
-        self.replace_queue.clear()
+        self.slots.clear()
         sig = self.policy.signal_on_term if signum == signal.SIGTERM else signal.SIGTERM
         pids = ",".join(str(w.pid) for w in sorted(self.workers(), key=lambda w: w.pid))
         self._log(f"received {name}, sending {signal_name(sig)} to all workers:{pids}")
@@ -652,7 +650,7 @@ class Supervisor:
             what, why = verdict
             if self.policy.workers > 1:
                 self._log(f"worker {w.pid} (slot {w.slot}) {what}; replacing it", w)
-                self._enqueue_replace(cur.number, w.slot, why)
+                self.slots.enqueue(cur.number, w.slot, why)
             else:
                 self._log(f"generation {cur.number} {what}; restarting", w)
                 self._request_restart(why)
@@ -690,16 +688,7 @@ class Supervisor:
         """Whether ``w`` already has a successor on its way (no second verdict then)."""
         if self.policy.workers == 1:
             return self.starting() is not None or self.restart_pending
-        return self._slot_busy(g, w.slot)
-
-    def _slot_busy(self, g: Generation, slot: int) -> bool:
-        """A replacement for ``slot`` is queued, being spawned, starting or due again."""
-        return (
-            any((n, s) == (g.number, slot) for n, s, _ in self.replace_queue)
-            or slot in g.pending
-            or any(x.state is State.STARTING for x in g.in_slot(slot))
-            or (g.number, slot) in self.slot_respawn
-        )
+        return w.slot in self.slots.busy_slots(g)
 
     # ---- timers -----------------------------------------------------------
 
@@ -793,7 +782,7 @@ class Supervisor:
         cur = self.current()
         if self.stopping or cur is None:
             return []
-        return [(when, key) for key, when in self.slot_respawn.items() if key[0] == cur.number]
+        return self.slots.waiting(cur.number)
 
     def _fire_slot_respawn(self, items: list[tuple[int, int]], now: float) -> None:
         for number, slot in sorted(items):
@@ -814,18 +803,19 @@ class Supervisor:
 
     def _fire_worker_auto(self, items: list[Worker], now: float) -> None:
         for w in items:
-            self._enqueue_replace(w.number, w.slot, "auto-restart")
+            self.slots.enqueue(w.number, w.slot, "auto-restart")
 
     def _due_replace(self) -> list[tuple[float, Any]]:
         """The next in-place replacement, due at once when one may start."""
-        nxt = self._next_replacement()
-        return [] if self.stopping or nxt is None else [(self._now, nxt)]
+        cur = self.current()
+        if self.stopping or cur is None or self.starting() is not None:
+            return []
+        nxt = self.slots.next(cur)
+        return [] if nxt is None else [(self._now, nxt)]
 
     def _fire_replace(self, items: list[tuple[int, int, str]], now: float) -> None:
         number, slot, why = items[0]
-        # Replacements queued for a generation that is no longer current are void.
-        self.replace_queue = [r for r in self.replace_queue if r[0] == number]
-        self.replace_queue.remove(items[0])
+        self.slots.take(items[0])
         self._spawn_slot(self.gens[number], slot, f"replacing its worker ({why})")
 
     def _due_measure(self) -> list[tuple[float, Any]]:
@@ -851,23 +841,6 @@ class Supervisor:
             self._retire_worker(w, p.signal_on_hup, now, p.not_ready_grace)
             self._slot_failed(w, now)
 
-    def _enqueue_replace(self, number: int, slot: int, why: str) -> None:
-        if all((n, s) != (number, slot) for n, s, _ in self.replace_queue):
-            self.replace_queue.append((number, slot, why))
-
-    def _next_replacement(self) -> Optional[tuple[int, int, str]]:
-        """The in-place replacement to start now, if any: one at a time, only in
-        the current, settled generation, not in a slot waiting out its backoff."""
-        cur = self.current()
-        if cur is None or self.starting() is not None or cur.pending:
-            return None
-        if any(w.state is State.STARTING for w in cur.workers):
-            return None
-        nxt = next((r for r in self.replace_queue if r[0] == cur.number), None)
-        if nxt is None or (nxt[0], nxt[1]) in self.slot_respawn:
-            return None
-        return nxt
-
     def _auto_restart_due(self) -> Optional[tuple[float, bool]]:
         """(when, forced) of the next whole-generation auto-restart, by the original's rules."""
         p = self.policy
@@ -887,12 +860,11 @@ class Supervisor:
         cur = self.current()
         if not p.auto_restart or p.workers <= 1 or cur is None or self.stopping:
             return []
+        busy = self.slots.busy_slots(cur)
         return [
             (w.started_at + p.auto_restart_interval + w.jitter, w)
             for w in cur.workers
-            if w.state is State.ACTIVE
-            and w.started_at is not None
-            and not self._slot_busy(cur, w.slot)
+            if w.state is State.ACTIVE and w.started_at is not None and w.slot not in busy
         ]
 
     # ---- helpers ----------------------------------------------------------
@@ -939,7 +911,7 @@ class Supervisor:
             for w in sorted(g.workers, key=lambda w: w.slot)
         )
         due = [self.respawn_at] if self.respawn_at is not None else []
-        due += self.slot_respawn.values()
+        due += self.slots.retry_at.values()
         return Publish(
             views, self.last_number, self.failed_number, self.failed_reason,
             self.failed_at, min(due) if due else None, *self.last_event,

@@ -115,8 +115,10 @@ class _Terminal:
         os.close(self.slave)
 
 
-@pytest.mark.parametrize("key", [b"q", b"\x03"], ids=["q", "ctrl-c"])
+@pytest.mark.parametrize("key", [b"q", b"\x03", b""], ids=["q", "ctrl-c", "starter-exits"])
 def test_a_terminal_shows_the_table_and_is_restored(run: Harness, key: bytes) -> None:
+    """Left with q or Ctrl-C (0), or ended by the starter's exit (1): the terminal
+    is as it was before, its screen and cursor back."""
     files = _start(run)
     term = _Terminal()
     before = termios.tcgetattr(term.slave)
@@ -135,14 +137,24 @@ def test_a_terminal_shows_the_table_and_is_restored(run: Harness, key: bytes) ->
             # The uptime moves: the screen is redrawn, with nothing else changing.
             redraws = term.data.count(b"\x1b[H")
             term.read_until(b"\x1b[H", timeout=10, count=redraws + 1)
-            os.write(term.master, key)
-            assert w.wait(timeout=20) == 0
+            if key:
+                os.write(term.master, key)
+                assert w.wait(timeout=20) == 0
+            else:
+                run.procs[0].signal(signal.SIGTERM)
+                assert w.wait(timeout=20) == 1
+                term.read_until(b"exited\r\n", timeout=5)
+                assert term.data.endswith(
+                    b"\x1b[?25h\x1b[?1049l"
+                    + f"start_server: start_server (pid {run.procs[0].pid}) exited\r\n".encode()
+                ), term.data[-200:]
         finally:
             if w.poll() is None:
                 w.kill()
                 w.wait()
         term.read_until(b"\x1b[?1049l", timeout=5)
-        assert term.data.endswith(b"\x1b[?25h\x1b[?1049l"), term.data[-200:]
+        if key:
+            assert term.data.endswith(b"\x1b[?25h\x1b[?1049l"), term.data[-200:]
         assert termios.tcgetattr(term.slave) == before
     finally:
         term.close()

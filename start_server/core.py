@@ -23,6 +23,7 @@ from __future__ import annotations
 import signal
 from dataclasses import replace
 
+from .backoff import Backoff
 from .events import (
     Adopted,
     Exit,
@@ -112,9 +113,7 @@ class Supervisor:
         self.restart_pending = False  # a HUP arrived while a start was in progress
         self.respawn_at: Optional[float] = None  # next attempt at a new generation
         self.slots = Replacements()  # workers replaced alone, in their slot
-        self.failures = 0  # consecutive failed starts, for the backoff
-        self.last_failure_at: Optional[float] = None
-        self.last_success_at: Optional[float] = None
+        self.backoff = Backoff()  # failed starts in a row
         self.failed_number: Optional[int] = None
         self.failed_reason = ""
         self.failed_at: Optional[float] = None
@@ -166,10 +165,13 @@ class Supervisor:
             key=lambda g: g.number,
         )
 
+    @property
+    def failures(self) -> int:
+        """Failed starts in a row."""
+        return self.backoff.failures
+
     def backoff_delay(self) -> float:
-        p = self.policy
-        cap = max(p.backoff_max, p.interval)
-        return float(min(p.interval * 2 ** max(self.failures - 1, 0), cap))
+        return self.backoff.delay(self.policy)
 
     def _start_deadline(self, w: Worker) -> float:
         p = self.policy
@@ -241,7 +243,7 @@ class Supervisor:
             return
         # A worker replaced alone, in an ACTIVE generation.
         self._log(f"worker {w.pid} (slot {w.slot}) is now running ({why})", w)
-        self.last_success_at = now
+        self.backoff.succeeded(now)
         old = next((x for x in g.workers if x.pid == w.replaces), None)
         w.replaces = None
         if old is not None and old.state is State.ACTIVE:
@@ -253,7 +255,7 @@ class Supervisor:
         self._move(g, State.ACTIVE)
         g.started_at = now
         self.ever_started = True
-        self.last_success_at = now
+        self.backoff.succeeded(now)
         if self.policy.checks_health and self.next_measure is None:
             self.next_measure = now + self.policy.health_check_interval
         olds = [o for o in self.gens.values() if o.state is State.ACTIVE and o is not g]
@@ -384,27 +386,16 @@ class Supervisor:
         a crash in a row, respawned at once only if it is the first.
         """
         if self._uptime(w, now) >= self.policy.min_uptime:
-            self.failures = 0
+            self.backoff.clear()
             self.has_served = True
             return True
         self._count_failure(now, w)
         return self.failures <= 1
 
     def _count_failure(self, now: float, crashed: Optional[Worker] = None) -> None:
-        """One more failure in a row, or the first one since a start.
-
-        A start resets the count, unless this failure is the early death of
-        the very worker whose start that was (``crashed``): a crash loop.
-        """
-        success = self.last_success_at
-        if (
-            success is not None
-            and (self.last_failure_at is None or success > self.last_failure_at)
-            and (crashed is None or crashed.started_at != success)
-        ):
-            self.failures = 0
-        self.failures += 1
-        self.last_failure_at = now
+        """One more failure in a row (``crashed``: the worker that died early);
+        at the third with nothing ever served, a hint in the log."""
+        self.backoff.failed(now, None if crashed is None else crashed.started_at)
         serving = any(w.state is State.ACTIVE for w in self.workers())
         if self.failures == HINT_AFTER_FAILURES and not (self.has_served or serving):
             self._log(self._never_started_hint())

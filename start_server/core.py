@@ -23,6 +23,7 @@ from __future__ import annotations
 import signal
 from dataclasses import replace
 
+from . import health
 from .backoff import Backoff
 from .events import (
     Adopted,
@@ -93,10 +94,6 @@ __all__ = [
 HINT_AFTER_FAILURES = 3  # failed first starts before the log says what usually causes them
 
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
-
-
-def _mib(n: int) -> str:
-    return f"{n / 1048576:.1f} MiB"
 
 
 class Supervisor:
@@ -625,61 +622,36 @@ class Supervisor:
         cur = self.current()
         if not self.policy.checks_health or cur is None:
             return
+        busy = self.slots.busy_slots(cur)
         for w in cur.workers:
             if w.pid not in ev.usage and w.pid not in ev.fds:
                 continue
             w.memory = ev.usage.get(w.pid)
             fds = ev.fds.get(w.pid)
             w.fds = None if fds is None else fds.count
-            self._report_unreadable(w, fds)
-            if w.state is not State.ACTIVE or self._being_replaced(cur, w):
+            for pid, why in health.newly_unreadable(w, fds):
+                self._log(f"cannot read the fds of process {pid} ({why}); not counted", w)
+            if w.state is not State.ACTIVE or self._being_replaced(w, busy):
                 w.over_limit = w.over_fds = 0  # a verdict is already being carried out
                 continue
-            verdict = self._verdict(w, fds)
+            verdict = health.verdict(w, fds, self.policy)
             if verdict is None:
                 continue
             what, why = verdict
             if self.policy.workers > 1:
                 self._log(f"worker {w.pid} (slot {w.slot}) {what}; replacing it", w)
                 self.slots.enqueue(cur.number, w.slot, why)
+                busy.add(w.slot)
             else:
                 self._log(f"generation {cur.number} {what}; restarting", w)
                 self._request_restart(why)
 
-    def _verdict(self, w: Worker, fds: Optional[Fds]) -> Optional[tuple[str, str]]:
-        """(what it outgrew, the reason) once a limit is exceeded on two checks in
-        a row; each limit counts its own checks, both start over after a verdict."""
-        p = self.policy
-        mem = w.memory
-        if p.max_memory is not None and mem is not None:
-            w.over_limit = w.over_limit + 1 if mem > p.max_memory else 0
-        limit = None if fds is None else p.fd_limit(fds.nofile)
-        if fds is not None and limit is not None:
-            w.over_fds = w.over_fds + 1 if fds.count > limit[0] else 0
-        if w.over_limit >= 2 and p.max_memory is not None and mem is not None:
-            w.over_limit = w.over_fds = 0
-            return (
-                f"uses {_mib(mem)} > --max-memory {_mib(p.max_memory)} (two checks in a row)",
-                "memory limit",
-            )
-        if w.over_fds >= 2 and fds is not None and limit is not None:
-            w.over_limit = w.over_fds = 0
-            return f"holds {fds.describe()} > {limit[1]} (two checks in a row)", "fd limit"
-        return None
-
-    def _report_unreadable(self, w: Worker, fds: Optional[Fds]) -> None:
-        """One line for each process of the tree whose fds cannot be read (the
-        first time): it is left out of the count."""
-        for pid, why in () if fds is None else fds.unreadable:
-            if pid not in w.unreadable:
-                w.unreadable.add(pid)
-                self._log(f"cannot read the fds of process {pid} ({why}); not counted", w)
-
-    def _being_replaced(self, g: Generation, w: Worker) -> bool:
-        """Whether ``w`` already has a successor on its way (no second verdict then)."""
+    def _being_replaced(self, w: Worker, busy: set[int]) -> bool:
+        """Whether ``w`` already has a successor on its way (no second verdict then);
+        ``busy``: the busy slots of its generation."""
         if self.policy.workers == 1:
             return self.starting() is not None or self.restart_pending
-        return w.slot in self.slots.busy_slots(g)
+        return w.slot in busy
 
     # ---- timers -----------------------------------------------------------
 

@@ -8,6 +8,7 @@ nothing of the test is left running (and kill what is, failing the test).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import http.client
 import os
 import re
@@ -49,6 +50,15 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what} ({last_exc!r})")
         time.sleep(step)
+
+
+def log_time(stamp: str) -> float:
+    """Seconds since the epoch of one of our log lines' UTC stamp (ms precision).
+
+    A stamp is taken when its line is written, not when the starter decided:
+    compare two with some slack."""
+    when = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return when.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def has_ipv6_loopback() -> bool:

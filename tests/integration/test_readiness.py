@@ -19,6 +19,7 @@ from support import (
     free_port,
     gen_of,
     http_get,
+    log_time,
     read_status,
     wait_until,
     wakeups,
@@ -123,14 +124,24 @@ def test_failed_starts_back_off_exponentially(run: Harness) -> None:
     (env / "APP_EXTRA").write_text("--exit 1\n")
     mark = s.mark()
     s.signal(signal.SIGHUP)
-    delays = []
+    backoff = [0.2, 0.4, 0.8, 0.8]  # doubling from --interval, capped by --backoff-max
+    waits = []
     for n in range(1, 5):
         m = s.wait_line(rf"next attempt in ([\d.]+) s \(failed starts in a row: {n}\)",
                         start=mark)
-        delays.append(float(m.group(1)))
-    # 0.2, 0.4, 0.8, 0.8 (capped): each measured from the failed attempt's spawn.
-    assert delays[1] > delays[0] and delays[2] > delays[1], delays
-    assert delays[3] <= 0.8 + 1e-6, delays
+        waits.append(float(m.group(1)))
+    # Each backoff is measured from the failed attempt's spawn, so the wait left once
+    # it failed is shorter by the time the app took to fail (0 on a loaded machine).
+    assert all(w <= b + 1e-6 for w, b in zip(waits, backoff)), waits
+    # Spawn to spawn, each attempt came no sooner than its backoff. The stamps are
+    # taken when a line is written: 0.1 s of slack still tells 0.4 from 0.2.
+    spawns = [
+        log_time(s.wait_line(rf"^(\S+) .*gen={g} pid=\d+ starting new worker", start=mark)
+                 .group(1))
+        for g in range(2, 7)
+    ]
+    gaps = [b - a for a, b in zip(spawns, spawns[1:])]
+    assert all(gap >= b - 0.1 for gap, b in zip(gaps, backoff)), gaps
     assert gen_of(http_get(port)) == 1  # the old generation serves all along
     # A fixed deploy is picked up by the next attempt, which starts normally.
     (env / "APP_EXTRA").write_text("--notify\n")

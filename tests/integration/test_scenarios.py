@@ -8,7 +8,6 @@ as soon as spawned) and only where that does not change what is tested.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from support import (
     has_ipv6_loopback,
     http_get,
     http_get_unix,
+    log_time,
     read_status,
     serve_body,
     wait_until,
@@ -82,12 +82,6 @@ def hup_swap(s: Proc, status: Path, get: Callable[[], str], old_gen: int, old_pi
     wait_until(lambda: read_status(status) == [(new_gen, pid)], what=f"status {new_gen} only")
     serve_body(get, f"gen={new_gen} pid={pid}\n")
     return pid
-
-
-def log_time(stamp: str) -> float:
-    """Seconds since the epoch of one of our log lines' UTC stamp (ms precision)."""
-    when = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ")
-    return when.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def umask_now() -> int:

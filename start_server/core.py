@@ -26,12 +26,12 @@ from dataclasses import replace
 from . import health
 from .backoff import Backoff
 from .events import (
-    Adopted,
     Exit,
     Exited,
     Fds,
     GenView,
     Kill,
+    Leftovers,
     Log,
     Measure,
     Measured,
@@ -62,7 +62,6 @@ __all__ = [
     "HINT_AFTER_FAILURES",
     "TIMERS",
     "Action",
-    "Adopted",
     "Event",
     "Exit",
     "Exited",
@@ -70,6 +69,7 @@ __all__ = [
     "GenView",
     "Generation",
     "Kill",
+    "Leftovers",
     "Log",
     "Measure",
     "Measured",
@@ -202,8 +202,8 @@ class Supervisor:
             self._on_notify(event, now)
         elif isinstance(event, Measured):
             self._on_measured(event, now)
-        elif isinstance(event, Adopted):
-            self._on_adopted(event, now)
+        elif isinstance(event, Leftovers):
+            self._on_leftovers(event, now)
         if not self.done:
             self.run_due(now)
         if self.stopping and not self.gens and not self.leftovers and not self.done:
@@ -475,7 +475,7 @@ class Supervisor:
             w.failed_start = True
         self._retire(g, signal.SIGKILL, now, None, group=True)
 
-    def _on_adopted(self, ev: Adopted, now: float) -> None:
+    def _on_leftovers(self, ev: Leftovers, now: float) -> None:
         for pid in ev.pids:
             if pid in self.leftovers or self.by_pid(pid) is not None:
                 continue

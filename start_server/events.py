@@ -80,7 +80,7 @@ class Measured:
 
 
 @dataclass(frozen=True)
-class Adopted:
+class Leftovers:
     """Children of the starter that are no worker: leftovers re-parented to us."""
 
     pids: tuple[int, ...]
@@ -92,7 +92,9 @@ class Tick:
 
 
 if TYPE_CHECKING:
-    Event = Union[Start, Spawned, SpawnFailed, Exited, Signalled, Notified, Measured, Adopted, Tick]
+    Event = Union[
+        Start, Spawned, SpawnFailed, Exited, Signalled, Notified, Measured, Leftovers, Tick
+    ]
 
 
 # ---- actions --------------------------------------------------------------

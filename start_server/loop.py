@@ -23,10 +23,10 @@ from . import effects, signals
 from .config import Config
 from .core import Supervisor
 from .events import (
-    Adopted,
     Exit,
     Exited,
     Kill,
+    Leftovers,
     Log,
     Measure,
     NotifyUpstream,
@@ -207,7 +207,7 @@ class Starter:
             effects.log_exception("unexpected error while stopping; stopping every child directly")
             grace = self.config.policy.stop_timeout
             effects.stop_all(
-                [w.pid for w in self.sup.workers()] + self._strays(),
+                [w.pid for w in self.sup.workers()] + self._leftovers(),
                 self.config.policy.signal_on_term,
                 10.0 if grace is None else grace,
             )
@@ -233,7 +233,7 @@ class Starter:
             # A worker is gone: what it left behind was re-parented to us.
             # Told before the exit, so that a stopping starter whose last
             # worker this was stops (and reaps) the leftovers before it exits.
-            events.append(Adopted(tuple(self._strays())))
+            events.append(Leftovers(tuple(self._leftovers())))
         for pid, raw in reaped:
             events.append(Exited(pid, raw, effects.describe(raw)))
         for signum in signums:
@@ -260,7 +260,7 @@ class Starter:
                 return out
             out.extend(data)
 
-    def _strays(self) -> list[int]:
+    def _leftovers(self) -> list[int]:
         known = {w.pid for w in self.sup.workers()} | set(self.helper_pids)
         try:
             children = effects.own_children()

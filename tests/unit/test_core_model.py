@@ -28,11 +28,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from start_server.core import (
-    Adopted,
     Exit,
     Exited,
     Fds,
     Kill,
+    Leftovers,
     Log,
     Measure,
     Measured,
@@ -171,7 +171,7 @@ class CoreModel(RuleBasedStateMachine):
     def _exit(self, data: Draws, pid: int, status: int) -> list[Event]:
         """``pid`` exits; a worker may leave processes behind, re-parented to the starter.
 
-        As the loop gathers them: Adopted (every child that is no worker the core
+        As the loop gathers them: Leftovers (every child that is no worker the core
         knows) before the exit, when the exit is a worker's.
         """
         proc = self.procs[pid]
@@ -183,8 +183,8 @@ class CoreModel(RuleBasedStateMachine):
                 self.procs[child] = Proc(child, proc.number, proc.slot, leftover=True)
             known = {w.pid for w in self.sup.workers()}
             if pid in known:
-                strays = tuple(p for p in self._alive() if p not in known)
-                events.append(Adopted(strays))
+                leftovers = tuple(p for p in self._alive() if p not in known)
+                events.append(Leftovers(leftovers))
         events.append(Exited(pid, status, STATUSES[status]))
         return events
 

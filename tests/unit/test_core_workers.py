@@ -10,9 +10,9 @@ import signal
 from typing import TYPE_CHECKING
 
 from start_server.core import (
-    Adopted,
     Exited,
     Kill,
+    Leftovers,
     Log,
     Measure,
     Measured,
@@ -231,7 +231,7 @@ def test_jitter_gives_each_worker_its_own_deadline_and_replaces_one_at_a_time() 
 def test_leftovers_get_term_then_kill_after_the_stop_timeout() -> None:
     s = make(interval=1.0, stop_timeout=5.0)
     boot(s)
-    acts = s.handle(Adopted((555, 100)), 10.0)  # 100 is a worker: not a leftover
+    acts = s.handle(Leftovers((555, 100)), 10.0)  # 100 is a worker: not a leftover
     assert kills(acts) == [(555, TERM, False)]
     assert s.next_deadline() == 15.0
     acts = s.handle(Tick(), 15.0)
@@ -243,7 +243,7 @@ def test_leftovers_get_term_then_kill_after_the_stop_timeout() -> None:
 def test_stop_waits_for_leftovers_before_exiting() -> None:
     s = make(interval=1.0, stop_timeout=5.0)
     boot(s)
-    s.handle(Adopted((555,)), 10.0)
+    s.handle(Leftovers((555,)), 10.0)
     s.handle(Signalled(signal.SIGTERM), 11.0)
     acts = s.handle(Exited(100, 0, "exit code 0"), 11.5)
     assert not s.done

@@ -81,10 +81,16 @@ def interpreter_flags(orig_argv: list[str]) -> list[str]:
 def exec_lean(args: list[str], options: Mapping[str, Any]) -> None:
     """Exec the starter again, lean; returns only when that is not possible
     (then this process serves, as it is)."""
+    exec_handing_over(KIND, {"options": dict(options), "path": [p for p in sys.path if p]}, args)
+
+
+def exec_handing_over(kind: str, fields: dict[str, Any], args: list[str]) -> None:
+    """Exec the lean process with ``args`` and a hand-over of ``kind``
+    (handover.py); returns only when that is not possible, the fd closed."""
     if not can_exec_lean():
         return
     try:
-        fd = handover.write(KIND, {"options": dict(options), "path": [p for p in sys.path if p]})
+        fd = handover.write(kind, fields)
     except OSError:  # no memfd (an old kernel, a seccomp filter)
         return
     argv = lean_argv(handover.argument(fd), args)

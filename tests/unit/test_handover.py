@@ -3,6 +3,7 @@ reads back once, the fd closed after; anything else is one clear refusal."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -95,3 +96,22 @@ def test_an_fd_that_is_not_open_is_refused() -> None:
     os.close(fd)
     with pytest.raises(HandOverError, match=f"--hand-over={fd}: cannot read the hand-over"):
         handover.read(f"--hand-over={fd}", ("options",))
+
+
+def test_an_exec_that_fails_returns_with_the_hand_over_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The full process then serves as it is: nothing of the hand-over stays open."""
+    from start_server import reexec
+
+    monkeypatch.setattr("sys.executable", "/nonexistent/python3")
+    reexec.exec_handing_over("options", {"options": {}, "path": []}, ["--port=8080"])
+    assert not [f for f in _open_files() if "start_server-hand-over" in f]
+
+
+def _open_files() -> list[str]:
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the directory's own fd, closed by now
+            found.append(os.readlink(f"/proc/self/fd/{name}"))
+    return found

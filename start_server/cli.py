@@ -15,7 +15,7 @@ import os
 import sys
 
 from . import signals  # first: held from the first instruction (signal is built in)
-from .values import fail, one_line  # noqa: F401  (one_line: for the tests)
+from .values import fail
 
 TYPE_CHECKING = False  # typing itself costs the client milliseconds at every deploy
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Literal, Optional, TypeVar, Union
 
 TESTS = Path(__file__).resolve().parent
 APPS = TESTS / "apps"
@@ -35,7 +35,10 @@ T = TypeVar("T")
 
 
 def wait_until(
-    predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition", step: float = 0.01
+    predicate: Callable[[], Union[T, Literal[False], None]],
+    timeout: float = 10.0,
+    what: str = "condition",
+    step: float = 0.01,
 ) -> T:
     """Re-check ``predicate`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -408,6 +411,12 @@ class ClientLoad:
     def generations(self) -> set[int]:
         with self.lock:
             return set(self.answered)
+
+    def wait_answered_by(self, generation: int, timeout: float) -> None:
+        """Wait until ``generation`` has answered one of the clients."""
+        wait_until(
+            lambda: generation in self.generations(), timeout, f"generation {generation} to answer"
+        )
 
     @property
     def failures(self) -> list[str]:

@@ -11,6 +11,7 @@ unix socket, log) and that no process of the test was left running.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -312,7 +313,7 @@ def hard_links_to_victim(ctx: Ctx) -> None:
         victim = ctx.path(f"victim-{name}")
         victim.write_text("keep me\n")
         os.link(victim, ctx.path(name))
-        ctx.checks.append(lambda victim=victim: _assert_text(victim, "keep me\n"))
+        ctx.checks.append(functools.partial(_assert_text, victim, "keep me\n"))
 
 
 def _assert_text(path: Path, text: str) -> None:

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from support import APP, PY, Harness, daemon_guard, free_port, gone, http_get, wait_until
@@ -26,10 +27,10 @@ def _log_target(tmp: Path, kind: str) -> tuple[str, Path]:
 
 
 def _line(log: Path, pattern: str, after: int = 0) -> re.Match[str]:
-    def find() -> object:
+    def find() -> Optional[re.Match[str]]:
         return re.search(pattern, log.read_text()[after:], re.M)
 
-    return wait_until(find, timeout=20, what=f"{pattern!r} in the log")  # type: ignore[return-value]
+    return wait_until(find, timeout=20, what=f"{pattern!r} in the log")
 
 
 @pytest.mark.parametrize("kind", ["file", "command"])

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import APPS, PY, Harness, Proc, free_port, http_get, read_status, wait_until
@@ -26,11 +27,12 @@ __all__ = ["kit"]  # the fixture, used by name
 def _forge(address: str, mode: str, amount: float, kit: Kit | None = None) -> dict[str, int]:
     """Run the forger, as root or (with ``kit``) as nobody."""
     argv = [PY, FORGE] if kit is None else [kit.python, kit.app("forge_notify.py")]
+    as_nobody: dict[str, Any] = (
+        {} if kit is None else {"user": NOBODY.pw_uid, "group": NOBODY.pw_gid, "extra_groups": []}
+    )
     r = subprocess.run(
         [*argv, address, mode, str(amount)],
-        capture_output=True, text=True, timeout=120, check=True,
-        **({} if kit is None else
-           {"user": NOBODY.pw_uid, "group": NOBODY.pw_gid, "extra_groups": []}),
+        capture_output=True, text=True, timeout=120, check=True, **as_nobody,
     )
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", r.stdout)}
 

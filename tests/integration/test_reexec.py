@@ -132,7 +132,7 @@ def test_the_standard_library_stays_ahead_of_site_packages(run: Harness) -> None
 
     import start_server
 
-    ours = [str(Path(m.__file__).resolve().parent.parent) for m in (start_server, click)]
+    ours = [str(Path(str(m.__file__)).resolve().parent.parent) for m in (start_server, click)]
     (Path(site) / "outer.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
     (Path(site) / "selectors.py").write_text(
         'raise ImportError("a site-packages selectors shadowed the standard one")\n'

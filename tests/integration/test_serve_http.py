@@ -30,8 +30,7 @@ def test_restarts_under_load_with_requests_in_flight_lose_nothing(run: Harness) 
         for n in range(2, 7):
             r = run.run("--restart", *_files(run), "--timeout=30")
             assert r.returncode == 0, r.stderr
-            wait_until(lambda n=n: n in load.generations(), timeout=30,
-                       what=f"generation {n} serving")
+            load.wait_answered_by(n, 30)
     load.check()
     assert {1, 2, 3, 4, 5, 6} <= load.generations()
     # Each retired generation ran both callbacks, in order.

@@ -17,6 +17,7 @@ single complaint. (Debian package ``systemd`` provides both tools.)
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -175,7 +176,7 @@ def test_restart_under_load_on_adopted_socket_fails_no_request(run: Harness) -> 
             mark = s.mark()
             s.signal(signal.SIGHUP)
             s.wait_line(rf"gen={n} .*is now running", 60, start=mark)
-            wait_until(lambda n=n: n in load.generations(), 60, f"generation {n} to answer")
+            load.wait_answered_by(n, 60)
     load.check()
     assert set(range(1, 6)) <= load.generations()
     wait_until(lambda: s.output.count("old worker") >= 4, 60, "old generations to exit")
@@ -286,8 +287,12 @@ def test_listen_fds_puts_sockets_on_3_4_with_the_childs_own_pid(run: Harness) ->
         fdnames="unixy:tcpy",
     )
     seen = [get_json(port)]
-    wait_until(lambda: (seen.append(get_json(port)) or len({d["pid"] for d in seen}) == 2),
-               FIRST, "both workers to answer")
+
+    def both_answered() -> bool:
+        seen.append(get_json(port))
+        return len({d["pid"] for d in seen}) == 2
+
+    wait_until(both_answered, FIRST, "both workers to answer")
     for data in seen:
         assert data["env"] == {
             "LISTEN_FDS": "2",
@@ -368,7 +373,8 @@ def test_gunicorn_without_bind_serves_and_hot_restarts(run: Harness, how: str) -
             s.signal(signal.SIGHUP)
             s.wait_line(rf"gen={n} .*is now running \(ready\)", 60, start=mark)
             s.wait_line(r"old worker \d+ died", 60, start=mark)
-            wait_until(lambda n=n: str(n) in served, 60, f"generation {n} to answer")
+            wait_until(functools.partial(set.__contains__, served, str(n)), 60,
+                       f"generation {n} to answer")
     finally:
         stop.set()
         for t in threads:

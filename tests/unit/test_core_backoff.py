@@ -116,6 +116,7 @@ def test_failed_starts_still_back_off_without_a_start_in_between() -> None:
         acts = died(s, 100 * n, t + 0.1)
         assert f"failed starts in a row: {count}" in logs(acts)
         due = s.next_deadline()
+        assert due is not None
         assert due == t + 2 ** (count - 1)
         assert spawns(tick(s, due)) == [(n + 1, 0)]
         n, t = n + 1, due

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from start_server.core import (
     Fds,
+    Kill,
     Log,
     Measure,
     Measured,
@@ -83,7 +84,7 @@ def test_fds_over_the_limit_twice_restart_the_generation_once() -> None:
         assert spawns(acts) == [] and "holds" not in logs(acts)
     assert not s.restart_pending
     acts = s.handle(Tick(), 12.0)
-    assert [(a.pid, a.signum) for a in acts if hasattr(a, "signum")] == [(100, TERM)]
+    assert [(a.pid, a.signum) for a in acts if isinstance(a, Kill)] == [(100, TERM)]
 
 
 def test_a_check_under_the_limit_in_between_resets_the_count() -> None:

@@ -10,6 +10,7 @@ process spawned for a generation that was told to go goes too.
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 
 from start_server.core import (
     Exit,
@@ -29,11 +30,11 @@ from start_server.core import (
 TERM = signal.SIGTERM
 
 
-def _exits(acts: list[object]) -> list[int]:
+def _exits(acts: Sequence[object]) -> list[int]:
     return [a.code for a in acts if isinstance(a, Exit)]
 
 
-def _kills(acts: list[object]) -> list[tuple[int, int]]:
+def _kills(acts: Sequence[object]) -> list[tuple[int, int]]:
     return [(a.pid, a.signum) for a in acts if isinstance(a, Kill) and not a.group]
 
 

@@ -86,7 +86,8 @@ def test_generation_starts_only_when_every_worker_has() -> None:
         s.handle(Spawned(1, 100 + k, {}, k), 0.0)
     s.handle(Notified(1, {"READY": "1"}, 100), 0.5)
     s.handle(Notified(1, {"READY": "1"}, 101), 0.6)
-    assert s.gens[1].state is State.STARTING
+    g = s.gens[1]
+    assert g.state is State.STARTING
     s.handle(Notified(1, {"READY": "1"}, 102), 0.7)
     assert s.gens[1].state is State.ACTIVE
     # The status file lists every worker, one GEN:PID line each.

@@ -32,7 +32,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from start_server import control, files, sockets, spec
-from start_server.cli import one_line
 from start_server.config import build
 from start_server.configfile import merge, read
 from start_server.core import Supervisor
@@ -40,7 +39,14 @@ from start_server.effects import ENVDIR_LIMIT, read_envdir
 from start_server.listener import ServerStarterError, parse_port_env
 from start_server.options import option_kinds
 from start_server.policy import Policy
-from start_server.values import MAX_SECONDS, ConfigError, SpecError, parse_seconds, parse_whole
+from start_server.values import (
+    MAX_SECONDS,
+    ConfigError,
+    SpecError,
+    one_line,
+    parse_seconds,
+    parse_whole,
+)
 
 # 100 examples each by default; START_SERVER_FUZZ_EXAMPLES=20000 for a long run.
 FUZZ = settings(

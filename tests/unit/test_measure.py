@@ -24,7 +24,7 @@ from start_server.effects import measure
 
 
 @pytest.fixture
-def spawn() -> Iterator[Callable]:
+def spawn() -> Iterator[Callable[..., int]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(argv: Sequence[str], fds: Sequence[int] = ()) -> int:
@@ -45,7 +45,7 @@ def fds_of(pid: int, listeners: Sequence[int] = ()) -> Fds:
     return measure([pid], fds=True, listeners=listeners).fds[pid]
 
 
-def test_listening_sockets_and_std_streams_are_not_counted(spawn: Callable) -> None:
+def test_listening_sockets_and_std_streams_are_not_counted(spawn: Callable[..., int]) -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener, socket.socket(
         socket.AF_INET, socket.SOCK_DGRAM
     ) as udp:
@@ -57,7 +57,7 @@ def test_listening_sockets_and_std_streams_are_not_counted(spawn: Callable) -> N
         assert fds_of(pid, [listener.fileno()]).kinds == (("sockets", 1),)
 
 
-def test_fd_kinds_most_numerous_first(spawn: Callable) -> None:
+def test_fd_kinds_most_numerous_first(spawn: Callable[..., int]) -> None:
     r, w = os.pipe()
     a, b = socket.socketpair()
     with tempfile.TemporaryFile() as f1, tempfile.TemporaryFile() as f2:
@@ -65,13 +65,16 @@ def test_fd_kinds_most_numerous_first(spawn: Callable) -> None:
             pid = spawn(["sleep", "60"], [r, w, a.fileno(), f1.fileno(), f2.fileno()])
             got = fds_of(pid)
         finally:
-            os.close(r), os.close(w), a.close(), b.close()
+            os.close(r)
+            os.close(w)
+            a.close()
+            b.close()
     assert got.kinds == (("files", 2), ("pipes", 2), ("sockets", 1))
     assert got.describe() == "5 fds: 2 files, 2 pipes, 1 sockets"
     assert got.unreadable == ()
 
 
-def test_a_forked_childs_fds_are_summed(spawn: Callable) -> None:
+def test_a_forked_childs_fds_are_summed(spawn: Callable[..., int]) -> None:
     with tempfile.TemporaryFile() as f1, tempfile.TemporaryFile() as f2:
         pid = spawn(["sh", "-c", "sleep 60 & exec sleep 60"], [f1.fileno(), f2.fileno()])
     # Both processes hold the two files: the shell, exec'd into sleep, and its child.
@@ -81,7 +84,7 @@ def test_a_forked_childs_fds_are_summed(spawn: Callable) -> None:
     assert alone > 0
 
 
-def test_the_workers_own_rlimit_nofile(spawn: Callable) -> None:
+def test_the_workers_own_rlimit_nofile(spawn: Callable[..., int]) -> None:
     pid = spawn(["sh", "-c", "ulimit -S -n 123 && exec sleep 60"])
     wait_until(lambda: os.readlink(f"/proc/{pid}/exe").endswith("sleep"), what="exec")
     assert fds_of(pid).nofile == 123

@@ -29,7 +29,6 @@ from .events import (
     Exit,
     Exited,
     Fds,
-    GenView,
     Kill,
     Leftovers,
     Log,
@@ -44,6 +43,7 @@ from .events import (
     SpawnFailed,
     Start,
     Tick,
+    WorkerView,
 )
 from .generations import _EDGES, Generation, State, Worker
 from .policy import Policy
@@ -66,7 +66,6 @@ __all__ = [
     "Exit",
     "Exited",
     "Fds",
-    "GenView",
     "Generation",
     "Kill",
     "Leftovers",
@@ -86,6 +85,7 @@ __all__ = [
     "Supervisor",
     "Tick",
     "Worker",
+    "WorkerView",
 ]
 
 
@@ -866,7 +866,7 @@ class Supervisor:
         """What the status files show, as of now: a pure query. The loop writes
         it once per batch of events, when it differs from the last one written."""
         views = tuple(
-            GenView(
+            WorkerView(
                 w.number, w.pid, w.state, w.spawned_at, w.started_at, w.ready, w.status,
                 w.slot, w.memory, w.fds, g.restarts.get(w.slot, 0),
             )

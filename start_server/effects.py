@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from . import signals
-from .events import Fds, GenView, Measured, Publish
+from .events import Fds, Measured, Publish, WorkerView
 from .files import read_regular
 from .generations import State
 from .identity import Identity, become
@@ -287,7 +287,7 @@ def status_detail(snapshot: Publish, starter_pid: int, now: float) -> dict[str, 
     """The JSON sidecar: what ``--status`` and ``--restart`` read."""
     wall = time.time()
 
-    def view(g: GenView) -> dict[str, Any]:
+    def view(g: WorkerView) -> dict[str, Any]:
         return {
             "generation": g.number,
             "worker": g.slot,

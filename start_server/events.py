@@ -127,7 +127,7 @@ class Log:
 
 
 @dataclass(frozen=True)
-class GenView:
+class WorkerView:
     """One worker process, as the status files show it."""
 
     number: int
@@ -147,7 +147,7 @@ class GenView:
 class Publish:
     """A snapshot for the status files (``Supervisor.snapshot()``); not an action."""
 
-    generations: tuple[GenView, ...]
+    generations: tuple[WorkerView, ...]
     last_number: int
     failed_number: Optional[int]  # newest generation that failed to start
     failed_reason: str

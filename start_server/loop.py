@@ -124,7 +124,7 @@ def wakeup_signals() -> Iterator[socket.socket]:
         write_sock.close()
 
 
-class Starter:
+class Loop:
     """Owns the selector, the notify sockets and the core; performs its actions."""
 
     def __init__(
@@ -440,7 +440,7 @@ def serve(config: Config, environ: Mapping[str, str]) -> int:
         if config.status_file is not None:
             status = StatusFile(config.status_file)
         running = True
-        starter = Starter(
+        starter = Loop(
             config=config,
             bound=bound,
             status=status,

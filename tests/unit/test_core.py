@@ -15,7 +15,6 @@ import pytest
 from start_server.core import (
     Exit,
     Exited,
-    GenView,
     Kill,
     Log,
     Notified,
@@ -30,6 +29,7 @@ from start_server.core import (
     State,
     Supervisor,
     Tick,
+    WorkerView,
 )
 from start_server.effects import describe, format_line, status_entries
 
@@ -941,8 +941,8 @@ def test_format_line_without_generation_or_pid() -> None:
 
 
 def test_status_entries_list_only_started_live_generations() -> None:
-    def view(n: int, st: State, started: Optional[float]) -> GenView:
-        return GenView(n, pid(n), st, float(n), started, False, "")
+    def view(n: int, st: State, started: Optional[float]) -> WorkerView:
+        return WorkerView(n, pid(n), st, float(n), started, False, "")
 
     snap = Publish(
         (

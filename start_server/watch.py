@@ -105,11 +105,14 @@ class _Lines:
                 lines.append(f"{_who(key)}: {what}")
         lines += [f"{_who(key)}: gone" for key in self.seen if key not in now_seen]
         self.seen = now_seen
-        failure = (_whole(detail.get("failed_generation")), detail.get("failed_at"))
+        # A failure is its generation (each attempt has its own number) and its
+        # reason; not failed_at, which the starter converts to wall-clock time
+        # anew on every write, so it moves by microseconds from write to write.
+        failure = (_whole(detail.get("failed_generation")), detail.get("failed_reason"))
         if failure[0] is not None and failure != self.failure:
-            why = _text(detail.get("failed_reason"), 200) or "?"
+            why = _text(failure[1], 200) or "?"
             lines.append(f"generation {failure[0]} failed to start: {why}")
-        self.failure = failure
+            self.failure = failure
         if lines:
             self.out.write("".join(f"{stamp} {line}\n" for line in lines))
             self.out.flush()
@@ -165,6 +168,9 @@ def _keyboard() -> Iterator[Optional[int]]:
 
 
 def _on_term(signum: int, frame: object) -> None:
+    # Once: a second TERM (timeout(1) signals the command, then its whole group)
+    # must not interrupt the way out.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise _Leave
 
 
@@ -188,6 +194,10 @@ def watch(config: ClientOptions, as_json: bool) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
         return 0
     finally:
+        # Leaving in any case: a TERM or Ctrl-C from now on would only turn the
+        # way out into a traceback.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         files.close()
         if pidfd is not None:
             os.close(pidfd)

@@ -68,6 +68,20 @@ def test_lines_into_a_pipe_see_a_restart_then_the_starter_going(run: Harness) ->
                      w.output, re.M), w.output
 
 
+def test_a_storm_of_terms_ends_the_watch_without_a_traceback(run: Harness) -> None:
+    """timeout(1) sends TERM to the command, then to its group: the second one
+    came while the watch was on its way out and raised from its cleanup."""
+    files = _start(run)
+    w = run.start("--status", "--watch", *files)
+    w.wait_line(STAMP + r"generation 1 worker 0 pid \d+: active$", timeout=20)
+    deadline = time.monotonic() + 20
+    while w.proc.poll() is None and time.monotonic() < deadline:
+        w.signal(signal.SIGTERM)
+        time.sleep(0.001)  # pacing, not a wait: a TERM every millisecond until it is gone
+    assert w.wait(timeout=20) == 0, w.output
+    assert "Traceback" not in w.output, w.output
+
+
 def test_json_lines_with_a_slots_restarts(run: Harness) -> None:
     files = _start(run, "--workers=2")
     w = run.start("--status", "--watch", "--json", *files)

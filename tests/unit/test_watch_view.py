@@ -71,6 +71,15 @@ def test_lines_say_only_what_changed() -> None:
                     failed_generation=3, failed_at=NOW, failed_reason="exit code 3")
     assert shown(view, failed) == ["generation 3 failed to start: exit code 3"]
     assert shown(view, failed) == []
+    # Every write converts the failure's time to wall-clock time anew: it moves
+    # by microseconds, and a sidecar read in the middle of nothing has no failure.
+    assert shown(view, {**failed, "failed_at": NOW + 1e-6}) == []
+    assert shown(view, detail(worker(2, 0, 200, "active", ready=True, status="up",
+                                     restarts=1))) == []
+    assert shown(view, {**failed, "failed_at": NOW - 1e-6}) == []
+    assert shown(view, {**failed, "failed_generation": 4}) == [
+        "generation 4 failed to start: exit code 3"
+    ]
 
 
 def test_json_lines_change_with_the_content_not_the_write_time() -> None:

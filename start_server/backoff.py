@@ -4,7 +4,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Any, Optional
 
     from .policy import Policy
 
@@ -51,3 +51,14 @@ class Backoff:
         self.failures += 1
         self.last_failure_at = now
         return self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Backoff:
+        b = cls()
+        b.failures = int(d["failures"])
+        b.last_failure_at = d["last_failure_at"]
+        b.last_success_at = d["last_success_at"]
+        return b

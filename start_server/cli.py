@@ -19,13 +19,14 @@ from .values import fail
 
 TYPE_CHECKING = False  # typing itself costs the client milliseconds at every deploy
 if TYPE_CHECKING:
-    from typing import NoReturn, Optional, Union
+    from typing import Any, NoReturn, Optional, Union
 
     from .config import Config
     from .control import ClientOptions
 
 
-def dispatch(mode: str, config: Union[Config, ClientOptions], as_json: bool) -> int:
+def dispatch(mode: str, config: Union[Config, ClientOptions], as_json: bool,
+             options: Optional[dict[str, Any]] = None) -> int:
     """Run the starter (``mode`` ``run``) or a client command; errors of the
     system (not of the input) are one line and exit 1."""
     from . import control
@@ -37,23 +38,25 @@ def dispatch(mode: str, config: Union[Config, ClientOptions], as_json: bool) -> 
                 return control.restart(config)
             if mode == "stop":
                 return control.stop(config)
+            if mode == "upgrade":
+                return control.upgrade(config)
             if mode == "watch":
                 from .watch import watch
 
                 return watch(config, as_json)
             return control.status(config, as_json)
-        return _serve(config)
+        return _serve(config, options)
     except (FileError, control.ControlError) as exc:
         fail(str(exc), 1)
 
 
-def _serve(config: Config) -> int:
+def _serve(config: Config, options: Optional[dict[str, Any]]) -> int:
     from .daemonize import LogError
     from .loop import serve
     from .sockets import BindError
 
     try:
-        return serve(config, os.environ)
+        return serve(config, os.environ, options)
     except (BindError, LogError) as exc:
         fail(str(exc), 1)
 
@@ -73,6 +76,7 @@ def main(argv: Optional[list[str]] = None) -> NoReturn:
         exec_lean(args, options)  # returns only if it cannot
     if mode != "run":
         signals.unblock()
+    # Run unlean (no re-exec possible), it cannot upgrade itself either.
     sys.exit(dispatch(mode, config, as_json))
 
 
@@ -87,12 +91,18 @@ def main_lean() -> NoReturn:
     if not is_lean(args):
         main()
     from .config import build
-    from .handover import HandOverError
-    from .reexec import take_options
+    from .handover import HandOverError, read
+    from .reexec import KIND, options_of
     from .values import ConfigError
 
     try:
-        config = build(take_options(args), os.environ)
-    except (HandOverError, ConfigError) as exc:
-        fail(str(exc), 2)
-    sys.exit(dispatch("run", config, False))
+        doc = read(args[0], (KIND, "state"))
+        options = options_of(doc, args[0])
+        config = build(options, os.environ)
+        if doc["kind"] == "state":  # an upgrade (upgrade.py)
+            from .upgrade import resume
+
+            sys.exit(resume(doc, config, check_only=args[1:] == ["--check"]))
+    except (HandOverError, ConfigError, KeyError, TypeError, ValueError) as exc:
+        fail(str(exc) or type(exc).__name__, 2)
+    sys.exit(dispatch("run", config, False, options))

@@ -1,4 +1,4 @@
-"""Client commands: ``--restart``, ``--stop``, ``--status``.
+"""Client commands: ``--restart``, ``--stop``, ``--upgrade``, ``--status``.
 
 Each signals the running starter, then waits on something that changes (the
 status file's directory through inotify, the starter's pidfd, the pid-file
@@ -247,6 +247,57 @@ def restart(config: ClientOptions) -> int:
                 raise ControlError(
                     f"timed out after {config.timeout:g} s waiting for generation {wait_for} "
                     f"to take over (status file lists {listed})"
+                )
+            fds = [fd for fd in (watch.fd, pidfd) if fd is not None]
+            # Without inotify, re-read every 50 ms (the starter itself never polls).
+            select.select(fds, [], [], min(remaining, 0.05) if watch.fd is None else remaining)
+            watch.drain()
+    finally:
+        watch.close()
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _upgrade_seq(status_file: str) -> tuple[int, dict[str, Any]]:
+    """The starter's count of upgrades tried, and what the last one said."""
+    up = (read_json(json_path(status_file)) or {}).get("upgrade")
+    if not isinstance(up, dict):
+        return 0, {}
+    seq = _whole(up.get("seq"))
+    return (seq or 0), up
+
+
+def upgrade(config: ClientOptions) -> int:
+    """USR2 the starter; 0 once the newly installed code runs its loop, 1 with
+    the starter's line when it refused (the running code carries on)."""
+    assert config.pid_file and config.status_file
+    pid = _starter_pid(config.pid_file)
+    if read_json(json_path(config.status_file)) is None:
+        raise ControlError(
+            f"--status-file={config.status_file}: nothing written yet "
+            "(is the starter still starting?)"
+        )
+    before, _ = _upgrade_seq(config.status_file)
+    watch = _DirWatch(os.path.dirname(os.path.abspath(config.status_file)))
+    pidfd = _pidfd(pid)
+    deadline = time.monotonic() + config.timeout
+    try:
+        os.kill(pid, signal.SIGUSR2)
+        while True:
+            seq, up = _upgrade_seq(config.status_file)
+            if seq > before:
+                message = _text(up.get("message"), 200)
+                if up.get("ok") is True:
+                    print(f"start_server: {message}", file=sys.stderr)
+                    return 0
+                raise ControlError(message or "the upgrade was refused")
+            if not _alive(pid):
+                raise ControlError(f"start_server (pid {pid}) exited before the upgrade completed")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ControlError(
+                    f"timed out after {config.timeout:g} s waiting for start_server (pid {pid}) "
+                    "to run the upgraded code"
                 )
             fds = [fd for fd in (watch.fd, pidfd) if fd is not None]
             # Without inotify, re-read every 50 ms (the starter itself never polls).

@@ -45,7 +45,14 @@ from .events import (
     Tick,
     WorkerView,
 )
-from .generations import _EDGES, Generation, State, Worker
+from .generations import (
+    _EDGES,
+    Generation,
+    State,
+    Worker,
+    generation_from_dict,
+    generation_to_dict,
+)
 from .policy import Policy
 from .replacements import Replacements
 from .spec import signal_name
@@ -879,6 +886,44 @@ class Supervisor:
             views, self.last_number, self.failed_number, self.failed_reason,
             self.failed_at, min(due) if due else None, *self.last_event,
         )
+
+    # ---- the hand-over of an upgrade (upgrade.py) -----------------------------
+
+    # Plain values kept as they are; times are the monotonic clock's readings,
+    # which an exec (same process, same boot) leaves valid.
+    _PLAIN = (
+        "last_number", "stopping", "done", "exit_code", "restart_pending", "respawn_at",
+        "failed_number", "failed_reason", "failed_at", "ever_started", "port_env",
+        "has_served", "next_measure",
+    )
+    # The envdir's values in force (Spawned overrides), on top of the configured policy.
+    _OVERRIDDEN = ("kill_old_delay", "auto_restart", "auto_restart_interval")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {name: getattr(self, name) for name in self._PLAIN}
+        d["gens"] = [generation_to_dict(g) for g in self.gens.values()]
+        d["slots"] = self.slots.to_dict()
+        d["backoff"] = self.backoff.to_dict()
+        d["leftovers"] = [[pid, when] for pid, when in self.leftovers.items()]
+        d["last_event"] = list(self.last_event)
+        d["policy"] = {name: getattr(self.policy, name) for name in self._OVERRIDDEN}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], policy: Policy) -> Supervisor:
+        """The core as ``to_dict`` left it, under ``policy`` (the configured one)."""
+        sup = cls(policy)
+        for name in cls._PLAIN:
+            if name in d:
+                setattr(sup, name, d[name])
+        sup.gens = {g.number: g for g in map(generation_from_dict, d["gens"])}
+        sup.slots = Replacements.from_dict(d["slots"])
+        sup.backoff = Backoff.from_dict(d["backoff"])
+        sup.leftovers = {int(pid): when for pid, when in d["leftovers"]}
+        message, at = d["last_event"]
+        sup.last_event = (str(message), at)
+        sup.policy = replace(policy, **d.get("policy", {}))
+        return sup
 
 
 # Every timed rule of the core, in the order a pass fires them: (name, when

@@ -13,7 +13,7 @@ import select
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Any, Optional
 
 
 class LogError(Exception):
@@ -28,6 +28,14 @@ class LogTarget:
         self.fd: Optional[int] = None
         self.pid: Optional[int] = None
         self.redirected = False  # fds 1 and 2 are the target
+
+    @classmethod
+    def adopt(cls, spec: str, d: Optional[dict[str, Any]]) -> LogTarget:
+        """After an upgrade's exec: fds 1 and 2 are the target already."""
+        t = cls(spec)
+        t.redirected = True
+        t.pid = None if d is None or d.get("pid") is None else int(d["pid"])
+        return t
 
     def _open_file(self) -> int:
         from .files import open_own

@@ -79,6 +79,20 @@ class PidFile:
         if pid is not None:
             os.pwrite(self.fd, f"{pid}\n".encode(), 0)
 
+    def handed_over(self) -> Optional[dict[str, Any]]:
+        """What an upgrade hands over (upgrade.py): the locked fd stays open."""
+        if self.fd is None:
+            return None
+        return {"fd": self.fd, "ident": self._ident, "created": self._created}
+
+    @classmethod
+    def adopt(cls, path: str, d: dict[str, Any]) -> PidFile:
+        p = cls(path)
+        p.fd, p._created = int(d["fd"]), bool(d["created"])
+        p._ident = (d["ident"][0], d["ident"][1]) if d["ident"] is not None else None
+        os.set_inheritable(p.fd, False)
+        return p
+
     def release(self) -> None:
         """Unlink (only if the path is still our file), then drop the lock."""
         if self.fd is None:
@@ -319,6 +333,16 @@ class StatusFile:
         self.path = path
         self.json_path = json_path(path)
         self._written = False
+
+    @property
+    def written(self) -> bool:
+        return self._written
+
+    @classmethod
+    def adopt(cls, path: str, written: bool) -> StatusFile:
+        s = cls(path)
+        s._written = written
+        return s
 
     def write(self, entries: list[tuple[int, int]], detail: dict[str, Any]) -> None:
         write_atomic(self.path, format_status(entries))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Any, Optional
 
 
 class State(enum.Enum):
@@ -90,3 +90,37 @@ class Generation:
 
     def in_slot(self, slot: int) -> list[Worker]:
         return [w for w in self.workers if w.slot == slot]
+
+
+# ---- the hand-over of an upgrade (upgrade.py): plain JSON values, times as the
+# process's monotonic clock reads them (the same clock across an exec) ----------
+
+
+def worker_to_dict(w: Worker) -> dict[str, Any]:
+    d = dict(vars(w))
+    d["state"] = w.state.value
+    d["unreadable"] = sorted(w.unreadable)
+    return d
+
+
+def worker_from_dict(d: dict[str, Any]) -> Worker:
+    d = dict(d)
+    d["state"] = State(d["state"])
+    d["unreadable"] = set(d.get("unreadable", ()))
+    return Worker(**d)
+
+
+def generation_to_dict(g: Generation) -> dict[str, Any]:
+    d = dict(vars(g))
+    d["state"] = g.state.value
+    d["workers"] = [worker_to_dict(w) for w in g.workers]
+    d["restarts"] = [[slot, n] for slot, n in g.restarts.items()]
+    return d
+
+
+def generation_from_dict(d: dict[str, Any]) -> Generation:
+    d = dict(d)
+    d["state"] = State(d["state"])
+    d["workers"] = [worker_from_dict(w) for w in d.get("workers", ())]
+    d["restarts"] = {int(slot): int(n) for slot, n in d.get("restarts", ())}
+    return Generation(**d)

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 
-from . import effects, signals
+from . import __version__, effects, signals
 from .config import Config
 from .core import Supervisor
 from .events import (
@@ -156,16 +156,23 @@ class Loop:
         self.queue: deque[Event] = deque()  # events not yet handled, oldest first
         self.published: Optional[Publish] = None  # what the status files last said
         self.lines: list[Log] = []  # the pass's log lines, written after publishing
+        # For an upgrade (upgrade.py): what it hands over, and what the status JSON tells.
+        self.pidfile: Optional[PidFile] = None
+        self.logs: Optional[Any] = None
+        self.options: Optional[dict[str, Any]] = None  # as read; None: no upgrade possible
+        self.upgrade_asked = False
+        self.upgrades: dict[str, Any] = {"seq": 0, "ok": None, "message": "", "at": None}
 
     # ---- the loop ---------------------------------------------------------
 
-    def run(self) -> int:
+    def run(self, first: Optional[Event] = None) -> int:
         """Supervise until the core says exit. An unexpected error is logged with
-        its traceback, the generations are stopped, and the result is 70."""
+        its traceback, the generations are stopped, and the result is 70.
+        ``first``: the first event (a Start, or a Tick when resuming an upgrade)."""
         with wakeup_signals() as wake:
             self.sel.register(wake, selectors.EVENT_READ, None)
             try:
-                self.queue.append(Start())
+                self.queue.append(first or Start())
                 try:
                     self._loop(wake)
                 except Exception:
@@ -181,6 +188,8 @@ class Loop:
             self._dispatch()
             if self.exit_code is not None:
                 return
+            if self.upgrade_asked and not self.queue:
+                self._upgrade(wake)
             due = [d for d in (self.sup.next_deadline(), self.notify.next_deadline())
                    if d is not None]
             ready = self.sel.select(wait_time(min(due) if due else None, time.monotonic(),
@@ -242,6 +251,9 @@ class Loop:
             if signum == signal.SIGUSR1:
                 self._reopen()
                 continue
+            if signum == signal.SIGUSR2:
+                self.upgrade_asked = True
+                continue
             if signum in signals.STRAY:
                 effects.log(f"received {signal_name(signum)}: not used by start_server, ignored")
                 continue
@@ -268,6 +280,38 @@ class Loop:
             effects.log(f"cannot list our children: {exc.strerror or exc}")
             return []
         return [pid for pid in children if pid not in known]
+
+    def _upgrade(self, wake: socket.socket) -> None:
+        """SIGUSR2: exec the start_server now installed (upgrade.py); returns
+        only when that was refused or failed, told in one line and the status."""
+        from . import upgrade
+
+        self.upgrade_asked = False
+        effects.log(f"received USR2: upgrading start_server {__version__}")
+        self._notify_upstream("RELOADING=1")
+        try:
+            if self.options is None:
+                raise upgrade.UpgradeRefused("this starter cannot re-execute itself")
+            upgrade.execute(self, self.options, wake)
+        except upgrade.UpgradeRefused as exc:
+            message = f"upgrade refused: {exc}; start_server {__version__} carries on"
+            effects.log(message)
+            self.upgrade_done(False, message)
+            self._publish(self.sup.snapshot())
+            self._notify_upstream("READY=1")
+
+    def upgrade_done(self, ok: bool, message: str) -> None:
+        """Tell the status JSON (``--upgrade`` waits on it)."""
+        seq = int(self.upgrades.get("seq", 0)) + 1
+        self.upgrades = {"seq": seq, "ok": ok, "message": message, "at": time.time()}
+        self.published = None  # written at the end of the next pass
+
+    def _notify_upstream(self, message: str) -> None:
+        if self.upstream:
+            try:
+                effects.notify_socket(self.upstream, message)
+            except OSError as exc:
+                effects.log(f"cannot notify the service manager: {exc}")
 
     def _reopen(self) -> None:
         if self.reopen_logs is None:
@@ -361,6 +405,8 @@ class Loop:
             return
         self.published = snap
         detail = effects.status_detail(snap, os.getpid(), time.monotonic())
+        detail["version"] = __version__
+        detail["upgrade"] = self.upgrades
         try:
             self.status.write(effects.status_entries(snap), detail)
         except OSError as exc:
@@ -394,7 +440,8 @@ def written_files(config: Config) -> list[tuple[str, str]]:
     return [(option, path) for option, path in out if path is not None]
 
 
-def serve(config: Config, environ: Mapping[str, str]) -> int:
+def serve(config: Config, environ: Mapping[str, str],
+          options: Optional[dict[str, Any]] = None) -> int:
     """Set everything up, run the loop, and leave nothing behind."""
     from .daemonize import LogError, LogTarget, daemonize
 
@@ -450,6 +497,7 @@ def serve(config: Config, environ: Mapping[str, str]) -> int:
         )
         if logs is not None and logs.pid is not None:
             starter.helper_pids = (logs.pid,)
+        starter.pidfile, starter.logs, starter.options = pidfile, logs, options
         effects.become_subreaper()
         return starter.run()
     except (FileError, LogError):
@@ -460,16 +508,63 @@ def serve(config: Config, environ: Mapping[str, str]) -> int:
         effects.log_exception("unexpected error; start_server stops")
         return EXIT_SOFTWARE
     finally:
-        if status is not None:
-            try:
-                status.remove()
-            except OSError as exc:
-                effects.log(f"cannot remove status file {status.path}: {exc.strerror}")
-        close_all(bound)
-        if pidfile is not None:
-            if running:
-                pidfile.release()
-            else:
-                pidfile.abandon()
-        if logs is not None:
-            logs.close()
+        _clean_up(status, bound, pidfile, running, logs)
+
+
+def _clean_up(status: Optional[StatusFile], bound: list[Bound], pidfile: Optional[PidFile],
+              running: bool, logs: Optional[Any]) -> None:
+    """Leave nothing behind: status files, sockets, pid file; the log last."""
+    if status is not None:
+        try:
+            status.remove()
+        except OSError as exc:
+            effects.log(f"cannot remove status file {status.path}: {exc.strerror}")
+    close_all(bound)
+    if pidfile is not None:
+        if running:
+            pidfile.release()
+        else:
+            pidfile.abandon()
+    if logs is not None:
+        logs.close()
+
+
+def resume_serving(config: Config, environ: Mapping[str, str], doc: dict[str, Any],
+                   sup: Supervisor, bound: list[Bound]) -> int:
+    """After an upgrade's exec (upgrade.py): adopt what the old code handed
+    over, say so, and run the loop on from where it was."""
+    from .daemonize import LogTarget
+    from .upgrade import upgraded_line
+
+    pidfile = status = logs = None
+    try:
+        if doc["pid_file"] is not None and config.pid_file is not None:
+            pidfile = PidFile.adopt(config.pid_file, doc["pid_file"])
+        if config.status_file is not None:
+            status = StatusFile.adopt(config.status_file, bool(doc["status_written"]))
+        if config.log_file is not None:
+            logs = LogTarget.adopt(config.log_file, doc["log"])
+        starter = Starter(
+            config=config, bound=bound, status=status,
+            upstream=environ.get("NOTIFY_SOCKET") or None,
+            base_env=child_base_env(config, environ),
+            reopen_logs=logs.reopen if logs is not None else None,
+        )
+        port_env = starter.sup.port_env
+        starter.sup = sup
+        sup.port_env = port_env
+        starter.helper_pids = tuple(doc["helper_pids"])
+        starter.pidfile, starter.logs, starter.options = pidfile, logs, doc["options"]
+        starter.notify.adopt(doc["notify"])
+        starter.upgrades = dict(doc["upgrades"])
+        line = upgraded_line(doc)
+        effects.log(line)
+        starter.upgrade_done(True, line)
+        starter._notify_upstream(f"READY=1\nSTATUS=upgraded to {__version__}")
+        effects.become_subreaper()
+        return starter.run(Tick())
+    except Exception:
+        effects.log_exception("unexpected error after an upgrade; start_server stops")
+        return EXIT_SOFTWARE
+    finally:
+        _clean_up(status, bound, pidfile, True, logs)

@@ -38,7 +38,7 @@ from .files import writable_by_others
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
     from collections.abc import Collection
-    from typing import Optional
+    from typing import Any, Optional
 
     from .generations import Generation
 
@@ -253,6 +253,21 @@ class NotifySockets:
             return None
         self.dir = path
         return path
+
+    def handed_over(self) -> dict[str, Any]:
+        """What an upgrade hands over (upgrade.py): the directory, each socket's fd."""
+        channels = [[n, ch.sock.fileno(), ch.path] for n, ch in self.channels.items()]
+        return {"dir": self.dir, "no_dir": self._no_dir, "channels": channels}
+
+    def adopt(self, d: dict[str, Any]) -> None:
+        """Take over the sockets ``handed_over`` named, in the new process."""
+        self.dir, self._no_dir = d["dir"], bool(d.get("no_dir", False))
+        for number, fd, path in d["channels"]:
+            os.set_inheritable(fd, False)
+            sock = socket.socket(fileno=fd)
+            sock.setblocking(False)
+            self.channels[number] = _Channel(sock, path)
+            self.sel.register(sock, selectors.EVENT_READ, number)
 
     def prune(self, live: Collection[int]) -> None:
         """Close the sockets of generations that are gone."""

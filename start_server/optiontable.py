@@ -342,6 +342,13 @@ TABLE: tuple[Option, ...] = (
         kind=MODE, dest="mode", field=None, refusal=_CLIENT,
     ),
     Option(
+        "upgrade", CLIENTS,
+        "Client: make the running starter re-execute the start_server now installed, "
+        "keeping its pid, sockets and workers; wait until it runs "
+        "(needs --pid-file, --status-file).",
+        kind=MODE, dest="mode", field=None, refusal=_CLIENT,
+    ),
+    Option(
         "status", CLIENTS,
         "Client: show the generations of the running starter "
         "(needs --pid-file, --status-file).",
@@ -359,7 +366,7 @@ TABLE: tuple[Option, ...] = (
         kind=FLAG, field=None, in_file=False,
     ),
     Option(
-        "timeout", CLIENTS, "Deadline of --restart and --stop (default {default}).",
+        "timeout", CLIENTS, "Deadline of --restart, --stop and --upgrade (default {default}).",
         metavar="SECONDS", default=CLIENT_TIMEOUT, parse=_seconds(allow_zero=False),
     ),
 )

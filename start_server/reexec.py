@@ -109,7 +109,12 @@ def is_lean(args: list[str]) -> bool:
 def take_options(args: list[str]) -> dict[str, Any]:
     """In the lean process: the options handed over in ``args[0]``; the full
     process's import path is added to this one's."""
-    doc = handover.read(args[0], (KIND,))
+    return options_of(handover.read(args[0], (KIND,)), args[0])
+
+
+def options_of(doc: dict[str, Any], arg: str) -> dict[str, Any]:
+    """The options of a hand-over ``doc`` read from ``arg``; the full process's
+    import path is added to this one's."""
     options = doc.get("options")
     path = doc.get("path")
     if (
@@ -117,6 +122,6 @@ def take_options(args: list[str]) -> dict[str, Any]:
         or not isinstance(path, list)
         or not all(isinstance(p, str) for p in path)
     ):
-        raise handover.HandOverError(f"{args[0]}: not a hand-over of options from start_server")
+        raise handover.HandOverError(f"{arg}: not a hand-over of options from start_server")
     sys.path.extend(p for p in path if p not in sys.path)
     return options

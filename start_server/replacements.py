@@ -13,7 +13,7 @@ from .generations import Generation, State
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Any, Optional
 
     Key = tuple[int, int]  # (generation, slot)
     Entry = tuple[int, int, str]  # (generation, slot, why)
@@ -72,3 +72,16 @@ class Replacements:
     def waiting(self, number: int) -> list[tuple[float, Key]]:
         """(when, key) of generation ``number``'s slots waiting out their backoff."""
         return [(when, key) for key, when in self.retry_at.items() if key[0] == number]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queue": [list(e) for e in self.queue],
+            "retry_at": [[n, s, when] for (n, s), when in self.retry_at.items()],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Replacements:
+        r = cls()
+        r.queue = [(int(n), int(s), str(why)) for n, s, why in d["queue"]]
+        r.retry_at = {(int(n), int(s)): float(when) for n, s, when in d["retry_at"]}
+        return r

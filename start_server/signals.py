@@ -2,7 +2,7 @@
 
 ``USED`` are the signals the loop turns into events. ``STRAY`` are the others
 whose default action would end or stop the starter: each is ignored with one
-log line, since a starter killed by a stray ``kill -USR2`` would leave its
+log line, since a starter killed by a stray ``kill -ALRM`` would leave its
 workers serving with nobody managing them. (Faults the kernel raises, such as
 SEGV, FPE or ABRT, are not strays: a real fault must still end the process.)
 ``SILENT`` (TTIN, TTOU) are ignored without a line: with a handler, a write to
@@ -27,10 +27,11 @@ USED = (
     signal.SIGQUIT,
     signal.SIGCHLD,
     signal.SIGUSR1,
+    signal.SIGUSR2,  # upgrade start_server in place (upgrade.py)
 )
 
 _STRAY_NAMES = (
-    "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGXFSZ", "SIGIO",
+    "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGXFSZ", "SIGIO",
     "SIGPWR", "SIGSTKFLT", "SIGTSTP",
 )
 STRAY = tuple(

@@ -23,19 +23,28 @@ SIGNALS = (
     ("INT, QUIT", "stop, sending TERM"),
     ("USR1", "reopen --log-file"),
     (
-        "USR2, ALRM, VTALRM, PROF, XCPU, XFSZ, IO, PWR, STKFLT, TSTP, RTMIN..RTMAX",
+        "USR2",
+        "upgrade: re-execute the start_server now installed, keeping the pid, the sockets "
+        "and every worker (see --upgrade)",
+    ),
+    (
+        "ALRM, VTALRM, PROF, XCPU, XFSZ, IO, PWR, STKFLT, TSTP, RTMIN..RTMAX",
         "not used: ignored, with one log line each time (TTIN, TTOU: ignored without one); "
         "a stray signal never ends or stops the starter",
     ),
 )
 
 EXIT_CODES = (
-    ("0", "clean stop; a client's restart or stop succeeded; a --watch left with q or Ctrl-C"),
+    (
+        "0",
+        "clean stop; a client's restart, stop or upgrade succeeded; a --watch left with q "
+        "or Ctrl-C",
+    ),
     (
         "1",
         "the system refused (a port in use, a live socket at --path, a pid file locked "
         "by another starter, the first generation's command cannot be executed), or a "
-        "client's restart or stop failed, or no start_server runs with that pid file "
+        "client's restart, stop or upgrade failed, or no start_server runs with that pid file "
         "(or the one a --watch followed exited)",
     ),
     (

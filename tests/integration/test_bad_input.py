@@ -427,8 +427,11 @@ ROWS = [
     Row("hand-over-unknown-format", CMD, 2, "{handover}:",
         "hand-over format 99 is not one this start_server reads (1)",
         setup=handed_over('{{"format": 99, "kind": "options"}}')),
-    Row("hand-over-other-kind", CMD, 2, "{handover}:", "a hand-over of kind 'state', not options",
-        setup=handed_over('{{"format": 1, "kind": "state"}}')),
+    Row("hand-over-other-kind", CMD, 2, "{handover}:",
+        "a hand-over of kind 'other', not options or state",
+        setup=handed_over('{{"format": 1, "kind": "other"}}')),
+    Row("hand-over-state-without-options", CMD, 2, "{handover}:", "not a hand-over of options",
+        setup=handed_over('{{"format": 1, "kind": "state", "path": []}}')),
     Row("hand-over-no-options", CMD, 2, "{handover}:", "not a hand-over of options",
         setup=handed_over('{{"format": 1, "kind": "options", "path": []}}')),
     Row("hand-over-fd-not-open", CMD, 2, "{handover}:", "cannot read the hand-over",
@@ -483,6 +486,10 @@ ROWS = [
     Row("restart-without-status-file", ("--restart", "--pid-file={tmp}/pid"), 2,
         "--restart:", "--status-file"),
     Row("stop-without-pid-file", ("--stop",), 2, "--stop:", "requires --pid-file"),
+    Row("upgrade-without-files", ("--upgrade",), 2,
+        "--upgrade:", "requires --pid-file and --status-file"),
+    Row("upgrade-without-status-file", ("--upgrade", "--pid-file={tmp}/pid"), 2,
+        "--upgrade:", "--status-file"),
     Row("watch-without-status", ("--watch", "--pid-file={tmp}/pid", "--status-file={tmp}/status"),
         2, "--watch:", "only with --status"),
     Row("watch-with-restart",
@@ -493,7 +500,7 @@ ROWS = [
         Row(f"{mode}-{case}", (f"--{mode}", "--pid-file={tmp}/pid", "--status-file={tmp}/status"),
             1, "--pid-file={tmp}/pid:", f"no start_server is running with this pid file ({why}",
             setup=setup)
-        for mode in ("restart", "stop", "status")
+        for mode in ("restart", "stop", "status", "upgrade")
         for case, why, setup in (
             ("missing-pid-file", "there is no such file)", None),
             ("empty-pid-file", "it has no pid in it)", empty_pid),

@@ -53,7 +53,7 @@ def _lean(args: list[str], fd: int) -> subprocess.CompletedProcess[str]:
         "import sys\n"
         f"sys.path.append({PACKAGE_PARENT!r})\n"
         "from start_server import loop\n"
-        "def serve(config, environ):\n"
+        "def serve(config, environ, options=None):\n"
         f"    print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
         "    print(config.command)\n"
         "    return 0\n"

@@ -544,7 +544,7 @@ def resume_serving(config: Config, environ: Mapping[str, str], doc: dict[str, An
             status = StatusFile.adopt(config.status_file, bool(doc["status_written"]))
         if config.log_file is not None:
             logs = LogTarget.adopt(config.log_file, doc["log"])
-        starter = Starter(
+        starter = Loop(
             config=config, bound=bound, status=status,
             upstream=environ.get("NOTIFY_SOCKET") or None,
             base_env=child_base_env(config, environ),

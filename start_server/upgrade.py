@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from typing import Any, Union
 
     from .config import Config
-    from .loop import Starter
+    from .loop import Loop as Starter
     from .spec import PathSpec, PortSpec
 
 KIND = "state"

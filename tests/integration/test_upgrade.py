@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import (
@@ -33,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "examples" / "hello_app.py")
 
 
-def _detail(status: Path) -> dict:
-    return json.loads(Path(f"{status}.json").read_text())
+def _detail(status: Path) -> dict[str, Any]:
+    detail: dict[str, Any] = json.loads(Path(f"{status}.json").read_text())
+    return detail
 
 
 def _client(run: Harness, mode: str, pid_file: Path, status: Path,
@@ -47,6 +49,11 @@ def _worker_pids(status: Path) -> dict[int, int]:
     return {g["pid"]: g["generation"] for g in _detail(status)["generations"]}
 
 
+def _more_answers(load: ClientLoad, count: int) -> None:
+    target = sum(load.ok) + count
+    wait_until(lambda: sum(load.ok) >= target, timeout=20, what=f"{count} more answers")
+
+
 @pytest.mark.timeout(120)
 def test_upgrade_under_load_keeps_pid_sockets_and_workers(run: Harness) -> None:
     port = free_port()
@@ -57,14 +64,13 @@ def test_upgrade_under_load_keeps_pid_sockets_and_workers(run: Harness) -> None:
     wait_until(lambda: len(_worker_pids(status)) == 2, what="two workers listed")
     workers = _worker_pids(status)
     with ClientLoad(port, 8, timeout=10) as load:
-        wait_until(lambda: sum(load.ok) >= 20, timeout=20, what="requests answered")
+        _more_answers(load, 20)
         for _ in range(3):
             r = _client(run, "upgrade", pid_file, status)
             assert r.returncode == 0, r.stderr
             assert f"upgraded start_server {__version__} -> {__version__} (pid {s.pid})" in r.stderr
             s.wait_line(rf"upgraded start_server .* \(pid {s.pid}\)", start=0)
-            before = sum(load.ok)
-            wait_until(lambda b=before: sum(load.ok) >= b + 20, timeout=20, what="more answers")
+            _more_answers(load, 20)
     load.check()
     assert load.generations() == {1}
     assert s.proc.poll() is None  # the same process, not a new one

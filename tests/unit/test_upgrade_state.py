@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from start_server import __version__, handover
 from start_server.core import Supervisor
@@ -55,7 +56,7 @@ def test_the_core_goes_through_json_and_comes_back_the_same() -> None:
     assert back.to_dict() == s.to_dict()
 
 
-def _check(doc: dict) -> subprocess.CompletedProcess[str]:
+def _check(doc: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     """This code's ``--check`` on ``doc``, as an upgrade runs it."""
     fd = handover.write(doc.pop("kind"), {k: v for k, v in doc.items() if k != "format"})
     try:

@@ -34,16 +34,17 @@ class Config:
     command: tuple[str, ...] = ()
     ports: tuple[PortSpec, ...] = ()
     paths: tuple[PathSpec, ...] = ()
-    dir: Optional[str] = None
-    pid_file: Optional[str] = None
-    status_file: Optional[str] = None
-    envdir: Optional[str] = None
-    log_file: Optional[str] = None
-    daemonize: bool = False
+    dir: Optional[str] = default("dir")
+    pid_file: Optional[str] = default("pid_file")
+    status_file: Optional[str] = default("status_file")
+    envdir: Optional[str] = default("envdir")
+    log_file: Optional[str] = default("log_file")
+    daemonize: bool = default("daemonize")
     backlog: int = default("backlog")
     policy: Policy = field(default_factory=Policy)
     timeout: float = default("timeout")  # --restart / --stop deadline
-    listen_fds: bool = False  # --listen-fds: also systemd's LISTEN_FDS protocol to children
+    # --listen-fds: also systemd's LISTEN_FDS protocol to children
+    listen_fds: bool = default("listen_fds")
     user: Optional[Identity] = None  # --user / --group: what the workers run as
 
 

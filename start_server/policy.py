@@ -25,20 +25,22 @@ class Policy:
     interval: float = default("interval")
     signal_on_hup: int = default("signal_on_hup")
     signal_on_term: int = default("signal_on_term")
-    kill_old_delay: Optional[float] = None
+    kill_old_delay: Optional[float] = default("kill_old_delay")
     auto_restart: bool = default("enable_auto_restart")
     auto_restart_interval: float = default("auto_restart_interval")
     wait_ready: bool = default("wait_ready")
     ready_timeout: float = default("ready_timeout")
-    stop_timeout: Optional[float] = None
+    stop_timeout: Optional[float] = default("stop_timeout")
     backoff_max: float = default("backoff_max")
     # a started worker that ran this long and died is no crash loop
     min_uptime: float = default("min_uptime")
     workers: int = default("workers")
     auto_restart_jitter: float = default("auto_restart_jitter")
-    max_memory: Optional[int] = None  # bytes, per generation (per worker with workers > 1)
-    max_open_files: Optional[int] = None  # open fds of a worker's process tree
-    max_fd_fraction: Optional[float] = None  # ... as a fraction of the worker's RLIMIT_NOFILE
+    # bytes, per generation (per worker with workers > 1)
+    max_memory: Optional[int] = default("max_memory")
+    # open fds of a worker's process tree; as a fraction of the worker's RLIMIT_NOFILE
+    max_open_files: Optional[int] = default("max_open_files")
+    max_fd_fraction: Optional[float] = default("max_fd_fraction")
     health_check_interval: float = default("health_check_interval")
 
     @property

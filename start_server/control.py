@@ -392,6 +392,13 @@ def status(config: ClientOptions, as_json: bool) -> int:
     assert config.pid_file and config.status_file
     pid = _starter_pid(config.pid_file)
     detail = read_detail(config.status_file, pid)
+    if not detail.get("generations") and not os.path.lexists(config.status_file):
+        # Not "nothing is serving": a mistyped path, or a file removed under the
+        # starter, says nothing about what serves.
+        raise ControlError(
+            f"--status-file={config.status_file}: there is no such file (not written yet, "
+            "or not the running starter's --status-file)"
+        )
     if as_json:
         print(json.dumps(detail, indent=2, sort_keys=True))
         return 0

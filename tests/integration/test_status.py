@@ -69,3 +69,22 @@ def test_status_shows_a_starting_generation(run: Harness) -> None:
     assert lines[0] == f"start_server pid {s.pid}: serving generation 1; generation 2 starting"
     assert re.match(r"1\s+0\s+\d+\s+active\s+yes\s+", lines[2]), lines
     assert re.match(r"2\s+0\s+\d+\s+starting\s+-\s+\d+s\s+", lines[3]), lines
+
+
+def test_status_of_a_status_file_that_is_not_there(run: Harness) -> None:
+    """A mistyped --status-file, or one removed under the starter, is not
+    "nothing is serving": one line naming the option and the file, exit 1."""
+    port = free_port()
+    s = run.start(
+        f"--port=127.0.0.1:{port}", f"--pid-file={run.tmp / 'pid'}",
+        f"--status-file={run.tmp / 'status'}", "--", PY, APP,
+    )
+    s.wait_line(r"gen=1 .*is now running", timeout=20)
+    for args in ([], ["--json"]):
+        wrong = run.tmp / "sttaus"
+        r = run.run("--status", *args, f"--pid-file={run.tmp / 'pid'}", f"--status-file={wrong}")
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert r.stdout == ""
+        assert r.stderr == (f"start_server: --status-file={wrong}: there is no such file "
+                            "(not written yet, or not the running starter's --status-file)\n")
+    assert gen_of(http_get(port)) == 1

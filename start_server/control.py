@@ -482,7 +482,7 @@ def _table(workers: list[dict[str, Any]], now: float, live: bool = False) -> lis
     the replacements spawned in its slot too."""
     measured: dict[int, int] = {}
     if any(not isinstance(w.get("memory"), int) for w in workers):
-        from .effects import measure
+        from .procfs import measure
 
         measured = measure(w["pid"] for w in workers if isinstance(w.get("pid"), int)).usage
     rows: list[list[Any]] = [list(_COLUMNS)]

@@ -44,7 +44,7 @@ class LogTarget:
 
     def open(self) -> None:
         """Open the target; the starter's lines go to it too from now on (``tee``)."""
-        from .effects import tee
+        from .log import tee
 
         self._open()
         tee(self.fd)
@@ -85,7 +85,7 @@ class LogTarget:
         closes what it is not told to keep), and its number reused by another
         file, which a later reopen would then close in its place.
         """
-        from .effects import tee
+        from .log import tee
 
         assert self.fd is not None
         tee(None)
@@ -97,8 +97,8 @@ class LogTarget:
 
     def reopen(self) -> None:
         """SIGUSR1: a rotated file is replaced by a fresh one at the same path."""
-        from .effects import log
         from .files import cannot_open
+        from .log import log
 
         if self.command is not None:
             log("received USR1: the log goes to a command, nothing to reopen")
@@ -116,7 +116,7 @@ class LogTarget:
 
     def close(self) -> None:
         """Close our ends; give a log command up to 5 s to drain and exit."""
-        from .effects import tee
+        from .log import tee
 
         tee(None)
         if self.fd is not None:

@@ -19,9 +19,10 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 
-from . import __version__, effects, signals
+from . import __version__, children, procfs, publish, signals, upstream
 from .config import Config
 from .core import Supervisor
+from .envdir import read_envdir
 from .events import (
     Exit,
     Exited,
@@ -39,6 +40,7 @@ from .events import (
     Tick,
 )
 from .files import FileError, PidFile, StatusFile, directory_warnings
+from .log import log, log_exception
 from .notify_sockets import NotifySockets
 from .sockets import (
     LISTEN_VARS,
@@ -206,16 +208,16 @@ class Loop:
         killed directly: never a worker left serving with nobody managing it.
         """
         self._flush_log()
-        effects.log_exception("unexpected error; stopping the generations")
+        log_exception("unexpected error; stopping the generations")
         try:
             self.exit_code = None
             # What is queued stays: a spawn's result must reach the core.
             self.queue.append(Signalled(signal.SIGTERM))
             self._loop(wake)
         except Exception:
-            effects.log_exception("unexpected error while stopping; stopping every child directly")
+            log_exception("unexpected error while stopping; stopping every child directly")
             grace = self.config.policy.stop_timeout
-            effects.stop_all(
+            children.stop_all(
                 [w.pid for w in self.sup.workers()] + self._leftovers(),
                 self.config.policy.signal_on_term,
                 10.0 if grace is None else grace,
@@ -237,14 +239,14 @@ class Loop:
                 forked = [e.pid for e in self.queue
                           if isinstance(e, Spawned) and e.number == key.data]
                 events.extend(self.notify.read(key.data, gen, time.monotonic(), forked))
-        reaped = effects.reap()
+        reaped = children.reap()
         if any(self.sup.by_pid(pid) is not None for pid, _ in reaped):
             # A worker is gone: what it left behind was re-parented to us.
             # Told before the exit, so that a stopping starter whose last
             # worker this was stops (and reaps) the leftovers before it exits.
             events.append(Leftovers(tuple(self._leftovers())))
         for pid, raw in reaped:
-            events.append(Exited(pid, raw, effects.describe(raw)))
+            events.append(Exited(pid, raw, children.describe(raw)))
         for signum in signums:
             if signum == signal.SIGCHLD:
                 continue
@@ -255,7 +257,7 @@ class Loop:
                 self.upgrade_asked = True
                 continue
             if signum in signals.STRAY:
-                effects.log(f"received {signal_name(signum)}: not used by start_server, ignored")
+                log(f"received {signal_name(signum)}: not used by start_server, ignored")
                 continue
             events.append(Signalled(signum))
         return events
@@ -275,11 +277,11 @@ class Loop:
     def _leftovers(self) -> list[int]:
         known = {w.pid for w in self.sup.workers()} | set(self.helper_pids)
         try:
-            children = effects.own_children()
+            kids = procfs.own_children()
         except OSError as exc:
-            effects.log(f"cannot list our children: {exc.strerror or exc}")
+            log(f"cannot list our children: {exc.strerror or exc}")
             return []
-        return [pid for pid in children if pid not in known]
+        return [pid for pid in kids if pid not in known]
 
     def _upgrade(self, wake: socket.socket) -> None:
         """SIGUSR2: exec the start_server now installed (upgrade.py); returns
@@ -287,7 +289,7 @@ class Loop:
         from . import upgrade
 
         self.upgrade_asked = False
-        effects.log(f"received USR2: upgrading start_server {__version__}")
+        log(f"received USR2: upgrading start_server {__version__}")
         self._notify_upstream("RELOADING=1")
         try:
             if self.options is None:
@@ -295,7 +297,7 @@ class Loop:
             upgrade.execute(self, self.options, wake)
         except upgrade.UpgradeRefused as exc:
             message = f"upgrade refused: {exc}; start_server {__version__} carries on"
-            effects.log(message)
+            log(message)
             self.upgrade_done(False, message)
             self._publish(self.sup.snapshot())
             self._notify_upstream("READY=1")
@@ -309,13 +311,13 @@ class Loop:
     def _notify_upstream(self, message: str) -> None:
         if self.upstream:
             try:
-                effects.notify_socket(self.upstream, message)
+                upstream.notify_socket(self.upstream, message)
             except OSError as exc:
-                effects.log(f"cannot notify the service manager: {exc}")
+                log(f"cannot notify the service manager: {exc}")
 
     def _reopen(self) -> None:
         if self.reopen_logs is None:
-            effects.log("received USR1: no log file to reopen")
+            log("received USR1: no log file to reopen")
             return
         self.reopen_logs()
 
@@ -346,7 +348,7 @@ class Loop:
         a line in the log is never ahead of what ``--status`` says."""
         lines, self.lines = self.lines, []
         for line in lines:
-            effects.log(line.message, line.number, line.pid)
+            log(line.message, line.number, line.pid)
 
     def _perform(self, action: Action) -> None:
         """Carry out one action; an OSError of an effect is logged, not fatal
@@ -357,21 +359,21 @@ class Loop:
             elif isinstance(action, Spawn):
                 self.queue.append(self._spawn(action.number, action.slot))
             elif isinstance(action, Measure):
-                self.queue.append(effects.measure(action.pids, action.fds, self.pass_fds))
+                self.queue.append(procfs.measure(action.pids, action.fds, self.pass_fds))
             elif isinstance(action, Kill):
-                effects.kill(action.pid, action.signum, action.group)
+                children.kill(action.pid, action.signum, action.group)
             elif isinstance(action, NotifyUpstream):
                 if self.upstream:
-                    effects.notify_socket(self.upstream, action.message)
+                    upstream.notify_socket(self.upstream, action.message)
             elif isinstance(action, Exit):
                 self.exit_code = action.code
         except OSError as exc:
             what = _EFFECT.get(type(action).__name__, type(action).__name__)
-            effects.log(f"cannot {what}: {exc}")
+            log(f"cannot {what}: {exc}")
 
     def _spawn(self, number: int, slot: int) -> Event:
         env = dict(self.base_env)
-        envdir = effects.read_envdir(self.config.envdir)
+        envdir = read_envdir(self.config.envdir)
         for name, value in envdir.items():
             if value is None:
                 env.pop(name, None)
@@ -385,7 +387,7 @@ class Loop:
         event: Event
         try:
             env["NOTIFY_SOCKET"] = self.notify.address(number)
-            pid = effects.spawn(
+            pid = children.spawn(
                 self.config.command,
                 env,
                 self.config.dir,
@@ -393,7 +395,7 @@ class Loop:
                 listen_fds=bool(self.listen_env),
                 user=self.config.user,
             )
-        except (effects.SpawnError, OSError) as exc:
+        except (children.SpawnError, OSError) as exc:
             event = SpawnFailed(number, str(exc), slot)
         else:
             event = Spawned(number, pid, overrides, slot, _uniform())
@@ -404,13 +406,13 @@ class Loop:
         if self.status is None or snap == self.published:
             return
         self.published = snap
-        detail = effects.status_detail(snap, os.getpid(), time.monotonic())
+        detail = publish.status_detail(snap, os.getpid(), time.monotonic())
         detail["version"] = __version__
         detail["upgrade"] = self.upgrades
         try:
-            self.status.write(effects.status_entries(snap), detail)
+            self.status.write(publish.status_entries(snap), detail)
         except OSError as exc:
-            effects.log(f"cannot write status file {self.status.path}: {exc.strerror or exc}")
+            log(f"cannot write status file {self.status.path}: {exc.strerror or exc}")
 
 
 def child_base_env(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
@@ -464,16 +466,16 @@ def serve(config: Config, environ: Mapping[str, str],
         if config.log_file is not None:
             logs = LogTarget(config.log_file)
             logs.open()
-        effects.log(f"start_server (pid:{os.getpid()}) starting now...")
+        log(f"start_server (pid:{os.getpid()}) starting now...")
         for warning in directory_warnings(written_files(config), config.envdir):
-            effects.log(warning)
+            log(warning)
         if foreign is not None:
-            effects.log(foreign)
+            log(foreign)
         for b in bound:
             how = ""
             if b.adopted:
                 how = " adopted from systemd" + (f" (name {b.name})" if b.name else "")
-            effects.log(f"listening on {b.key} (fd {b.fd}){how}")
+            log(f"listening on {b.key} (fd {b.fd}){how}")
         if logs is not None:
             logs.redirect()
         if config.daemonize:
@@ -481,7 +483,7 @@ def serve(config: Config, environ: Mapping[str, str],
                 [b.fd for b in bound] + ([pidfile.fd] if pidfile and pidfile.fd else []),
                 stdin_is_socket=any(b.fd == 0 for b in bound),
             )
-            effects.log(f"detached into the background as pid {os.getpid()}")
+            log(f"detached into the background as pid {os.getpid()}")
         if pidfile is not None:
             pidfile.write(os.getpid())
         if config.status_file is not None:
@@ -498,14 +500,14 @@ def serve(config: Config, environ: Mapping[str, str],
         if logs is not None and logs.pid is not None:
             starter.helper_pids = (logs.pid,)
         starter.pidfile, starter.logs, starter.options = pidfile, logs, options
-        effects.become_subreaper()
+        children.become_subreaper()
         return starter.run()
     except (FileError, LogError):
         raise  # one line on stderr (cli.py): the pid file is locked, the log cannot be opened
     except Exception:
         # Logged here, while the log target is still fd 2: past the clean-up
         # below, a traceback would go to /dev/null.
-        effects.log_exception("unexpected error; start_server stops")
+        log_exception("unexpected error; start_server stops")
         return EXIT_SOFTWARE
     finally:
         _clean_up(status, bound, pidfile, running, logs)
@@ -518,7 +520,7 @@ def _clean_up(status: Optional[StatusFile], bound: list[Bound], pidfile: Optiona
         try:
             status.remove()
         except OSError as exc:
-            effects.log(f"cannot remove status file {status.path}: {exc.strerror}")
+            log(f"cannot remove status file {status.path}: {exc.strerror}")
     close_all(bound)
     if pidfile is not None:
         if running:
@@ -558,13 +560,13 @@ def resume_serving(config: Config, environ: Mapping[str, str], doc: dict[str, An
         starter.notify.adopt(doc["notify"])
         starter.upgrades = dict(doc["upgrades"])
         line = upgraded_line(doc)
-        effects.log(line)
+        log(line)
         starter.upgrade_done(True, line)
         starter._notify_upstream(f"READY=1\nSTATUS=upgraded to {__version__}")
-        effects.become_subreaper()
+        children.become_subreaper()
         return starter.run(Tick())
     except Exception:
-        effects.log_exception("unexpected error after an upgrade; start_server stops")
+        log_exception("unexpected error after an upgrade; start_server stops")
         return EXIT_SOFTWARE
     finally:
         _clean_up(status, bound, pidfile, True, logs)

@@ -31,9 +31,10 @@ import signal
 import socket
 import struct
 
-from . import effects
+from . import procfs
 from .events import Notified
 from .files import writable_by_others
+from .log import log
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def owner(pid: int, roots: Collection[int]) -> tuple[Optional[int], bool]:
     seen = 0
     cur: Optional[int] = pid
     while cur and cur > 1 and seen < 64:
-        cur = effects.parent_of(cur)
+        cur = procfs.parent_of(cur)
         if cur is not None and cur in roots:
             return cur, False
         seen += 1
@@ -245,7 +246,7 @@ class NotifySockets:
                 os.rmdir(path)
                 raise
         except OSError as exc:
-            effects.log(
+            log(
                 f"cannot make a private directory for the notify sockets in {base}: "
                 f"{exc.strerror}; using abstract sockets (senders are still checked)"
             )
@@ -341,7 +342,7 @@ class NotifySockets:
         if not ch.dropped:
             return
         what = "a notification" if ch.dropped == 1 else f"{ch.dropped} notifications"
-        effects.log(
+        log(
             f"ignored {what} to generation {number} from outside it (last: {ch.last_drop})"
         )
         ch.dropped = 0

@@ -12,7 +12,7 @@ import time
 import pytest
 from support import APPS, PY, ClientLoad, Harness, first_worker, free_port, read_status, wait_until
 
-from start_server import effects
+from start_server import procfs
 
 FD_APP = str(APPS / "fd_app.py")
 
@@ -174,7 +174,7 @@ def test_a_process_whose_fds_cannot_be_read_is_left_out_with_one_line(run: Harne
         timeout=30,
     )
     worker, child = int(m.group(1)), int(m.group(2))
-    assert effects.parent_of(child) == worker
+    assert procfs.parent_of(child) == worker
     # The worker itself is still counted: its 3 sockets at least.
     wait_until(
         lambda: json.loads((run.tmp / "status.json").read_text())["generations"][0]["fds"] >= 3,

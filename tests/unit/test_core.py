@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Optional
 
 import pytest
 
+from start_server.children import describe
 from start_server.core import (
     Exit,
     Exited,
@@ -31,7 +32,8 @@ from start_server.core import (
     Tick,
     WorkerView,
 )
-from start_server.effects import describe, format_line, status_entries
+from start_server.log import format_line
+from start_server.publish import status_entries
 
 if TYPE_CHECKING:
     from start_server.core import Action, Event

@@ -26,7 +26,7 @@ from start_server.core import (
     Supervisor,
     Tick,
 )
-from start_server.effects import status_entries
+from start_server.publish import status_entries
 
 if TYPE_CHECKING:
     from start_server.core import Action

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from start_server import files
-from start_server.effects import read_envdir
+from start_server.envdir import read_envdir
 from start_server.files import (
     FileError,
     PidFile,

@@ -35,7 +35,7 @@ from start_server import control, files, sockets, spec
 from start_server.config import build
 from start_server.configfile import merge, read
 from start_server.core import Supervisor
-from start_server.effects import ENVDIR_LIMIT, read_envdir
+from start_server.envdir import ENVDIR_LIMIT, read_envdir
 from start_server.listener import ServerStarterError, parse_port_env
 from start_server.options import option_kinds
 from start_server.policy import Policy

@@ -1,4 +1,4 @@
-"""effects.measure on real processes: one pass over /proc per health check.
+"""procfs.measure on real processes: one pass over /proc per health check.
 
 The processes are ``sleep`` (and a shell forking one), started with only the
 fds a test gives them, so every count is exact.
@@ -20,7 +20,7 @@ import pytest
 from support import wait_until
 
 from start_server.core import Fds
-from start_server.effects import measure
+from start_server.procfs import measure
 
 
 @pytest.fixture

@@ -245,7 +245,7 @@ def test_config_listen_fds_flag_and_its_conflict_with_fd_placement() -> None:
 
 CHILD = r"""
 import os, socket, sys
-from start_server.effects import _to_listen_fds
+from start_server.children import _to_listen_fds
 # Hold 3 and 4 with something else, then two sockets to be swapped onto them.
 blockers = [os.open("/dev/null", os.O_RDONLY) for _ in range(2)]
 assert blockers == [3, 4], blockers

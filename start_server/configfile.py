@@ -98,12 +98,12 @@ def read(path: str, kinds: Mapping[str, str]) -> FileConfig:
     import yaml
 
     if not path:
-        raise ConfigError("--config=: empty path")
+        raise ConfigError.of("--config", "", "empty path")
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
-        raise ConfigError(f"--config={path}: cannot read: {exc.strerror}") from None
+        raise ConfigError.of("--config", path, f"cannot read: {exc.strerror}") from None
     fc = FileConfig(path, {})
     try:
         text = data.decode("utf-8-sig")

@@ -505,13 +505,7 @@ class Supervisor:
         self._out.append(Kill(w.pid, signal.SIGTERM, group=True))
         st = f"status:{ev.status} ({ev.description})"
         if w.state is State.STARTING:
-            # worker STARTING -> FAILED
-            self._log(f"new worker {w.pid} seems to have failed to start, exit {st}", w)
-            self._move(w, State.FAILED)
-            if g.state is State.STARTING:
-                self._fail_generation(g, now, f"exited before it started ({ev.description})")
-            else:
-                self._slot_failed(w, now)
+            self._died_starting(w, g, now, st, ev.description)
             return
         was_current = g is self.current()
         was_active = w.state is State.ACTIVE
@@ -527,33 +521,54 @@ class Supervisor:
         elif w.failed_start:
             self._log(f"worker {w.pid} (never ready) exited, {st}", w)
         elif was_current and was_active and self.policy.workers > 1:
-            replacement = [x for x in g.in_slot(w.slot) if x.state is State.STARTING]
-            if replacement:
-                self._log(f"worker {w.pid} (slot {w.slot}) died, {st}", w)
-            else:
-                self._log(f"worker {w.pid} (slot {w.slot}) died unexpectedly with {st}", w)
-                if self._crashed(w, now):
-                    self._spawn_slot(g, w.slot, "replacing it")
-                else:
-                    self.slots.retry(g.number, w.slot, now + self.backoff_delay())
-                    self._log(
-                        f"slot {w.slot}: next attempt in {self.backoff_delay():.3g} s "
-                        f"(crashes in a row: {self.failures})",
-                        w,
-                    )
+            self._slot_died(w, g, now, st)
         elif was_current and was_active and self.starting() is None:
-            self._log(f"worker {w.pid} died unexpectedly with {st}, restarting", w)
-            if self._crashed(w, now):
-                self._new_generation(now)
-            else:
-                self.respawn_at = now + self.backoff_delay()
-                self._log(
-                    f"it had run only {self._uptime(w, now):.3g} s since its start; next "
-                    f"attempt in {self.respawn_at - now:.3g} s (crashes in a row: {self.failures})"
-                )
+            self._generation_died(w, now, st)
         else:
             self._log(f"old worker {w.pid} died, {st}", w)
-        # A process still being made for it (a slot's replacement) ends it later.
+        self._end_after_exit(g, was_current)
+
+    def _died_starting(self, w: Worker, g: Generation, now: float, st: str, how: str) -> None:
+        # worker STARTING -> FAILED
+        self._log(f"new worker {w.pid} seems to have failed to start, exit {st}", w)
+        self._move(w, State.FAILED)
+        if g.state is State.STARTING:
+            self._fail_generation(g, now, f"exited before it started ({how})")
+        else:
+            self._slot_failed(w, now)
+
+    def _slot_died(self, w: Worker, g: Generation, now: float, st: str) -> None:
+        """A serving worker of the current generation (--workers) died."""
+        replacement = [x for x in g.in_slot(w.slot) if x.state is State.STARTING]
+        if replacement:
+            self._log(f"worker {w.pid} (slot {w.slot}) died, {st}", w)
+            return
+        self._log(f"worker {w.pid} (slot {w.slot}) died unexpectedly with {st}", w)
+        if self._crashed(w, now):
+            self._spawn_slot(g, w.slot, "replacing it")
+            return
+        self.slots.retry(g.number, w.slot, now + self.backoff_delay())
+        self._log(
+            f"slot {w.slot}: next attempt in {self.backoff_delay():.3g} s "
+            f"(crashes in a row: {self.failures})",
+            w,
+        )
+
+    def _generation_died(self, w: Worker, now: float, st: str) -> None:
+        """The serving generation's only worker died, with nothing starting."""
+        self._log(f"worker {w.pid} died unexpectedly with {st}, restarting", w)
+        if self._crashed(w, now):
+            self._new_generation(now)
+            return
+        self.respawn_at = now + self.backoff_delay()
+        self._log(
+            f"it had run only {self._uptime(w, now):.3g} s since its start; next "
+            f"attempt in {self.respawn_at - now:.3g} s (crashes in a row: {self.failures})"
+        )
+
+    def _end_after_exit(self, g: Generation, was_current: bool) -> None:
+        """A generation whose last worker exited is gone, unless one is still being
+        made for it (a slot's replacement: that ends it later)."""
         if g.workers or g.pending or (g.state is State.ACTIVE and self.policy.workers > 1
                                       and was_current and not self.stopping):
             return

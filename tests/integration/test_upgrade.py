@@ -115,6 +115,40 @@ def test_upgrade_while_a_generation_is_starting_keeps_its_start_check(run: Harne
     assert "Traceback" not in s.output
 
 
+def _stamp(line: str) -> float:
+    """The log line's UTC time stamp, in seconds."""
+    from datetime import datetime, timezone
+
+    text = line.split(maxsplit=1)[0].rstrip("Z")
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+
+@pytest.mark.timeout(90)
+def test_upgrade_while_a_generation_retires_keeps_its_delay(run: Harness) -> None:
+    port = free_port()
+    pid_file, status = run.tmp / "pid", run.tmp / "status"
+    s = run.start(f"--port=127.0.0.1:{port}", f"--pid-file={pid_file}",
+                  f"--status-file={status}", "--interval=0.2", "--kill-old-delay=3",
+                  "--", PY, APP)
+    s.wait_line(r"gen=1 .*is now running")
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    sleeping = s.wait_line(r"sleeping 3 secs before killing old workers", start=mark).string
+    # Upgrade a second into the delay: a delay started over would end 4 s after it.
+    wait_until(lambda: time.time() > _stamp(sleeping) + 1.0, what="a second of the delay")
+    r = _client(run, "upgrade", pid_file, status)
+    assert r.returncode == 0, r.stderr
+    upgraded = s.wait_line(r"upgraded start_server", start=mark).string
+    killing = s.wait_line(r"\] killing old workers", start=mark, timeout=20).string
+    assert _stamp(sleeping) < _stamp(upgraded) < _stamp(killing)
+    # The delay counts from the cut-over, not from the upgrade.
+    assert 2.9 < _stamp(killing) - _stamp(sleeping) < 3.8, (sleeping, killing)
+    s.wait_line(r"gen=1 pid=\d+ old worker \d+ died", start=mark)
+    s.signal(signal.SIGTERM)
+    assert s.wait() == 0
+    assert "Traceback" not in s.output
+
+
 @pytest.mark.timeout(90)
 def test_upgrade_during_crash_backoff_keeps_the_remaining_time(run: Harness) -> None:
     port = free_port()

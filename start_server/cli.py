@@ -102,7 +102,12 @@ def main_lean() -> NoReturn:
         if doc["kind"] == "state":  # an upgrade (upgrade.py)
             from .upgrade import resume
 
-            sys.exit(resume(doc, config, check_only=args[1:] == ["--check"]))
+            resumed = resume(doc, config, check_only=args[1:] == ["--check"])
+            if resumed is None:
+                sys.exit(0)
+            from .loop import resume_serving
+
+            sys.exit(resume_serving(config, os.environ, doc, *resumed))
     except (HandOverError, ConfigError, KeyError, TypeError, ValueError) as exc:
         fail(str(exc) or type(exc).__name__, 2)
     sys.exit(dispatch("run", config, False, options))

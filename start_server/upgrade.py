@@ -26,10 +26,25 @@ from . import __version__, handover, signals
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any, Union
+    from typing import Any, Optional, Protocol, Union
 
     from .config import Config
-    from .loop import Loop as Starter
+    from .core import Supervisor
+    from .files import PidFile, StatusFile
+    from .notify_sockets import NotifySockets
+    from .sockets import Bound
+
+    class Starter(Protocol):
+        """What an upgrade reads of the loop (``loop.Loop``; not imported: no cycle)."""
+
+        bound: list[Bound]
+        status: Optional[StatusFile]
+        notify: NotifySockets
+        helper_pids: tuple[int, ...]
+        pidfile: Optional[PidFile]
+        logs: Optional[Any]
+        sup: Supervisor
+        upgrades: dict[str, Any]
     from .spec import PathSpec, PortSpec
 
 KIND = "state"
@@ -160,19 +175,19 @@ def take(arg: str) -> dict[str, Any]:
     return doc
 
 
-def resume(doc: dict[str, Any], config: Config, check_only: bool) -> int:
-    """Adopt what ``doc`` names and run the loop on (``check_only``: read it
-    all, adopt nothing, print the version)."""
+def resume(
+    doc: dict[str, Any], config: Config, check_only: bool
+) -> Optional[tuple[Supervisor, list[Any]]]:
+    """The core and the sockets ``doc`` names, adopted, for the loop to run on
+    (``check_only``: read it all, adopt nothing, print the version: None)."""
     from .core import Supervisor
 
     sup = Supervisor.from_dict(doc["core"], config.policy)
     bound = adopt_bound(doc, config, check_only)
     if check_only:
         print(__version__)
-        return 0
-    from .loop import resume_serving
-
-    return resume_serving(config, os.environ, doc, sup, bound)
+        return None
+    return sup, bound
 
 
 def adopt_bound(doc: Mapping[str, Any], config: Config, check_only: bool) -> list[Any]:

@@ -2,10 +2,13 @@
 
 ``Supervisor.handle(event, now)`` returns a list of actions; nothing here calls
 the OS or reads a clock, so every rule of the spec is a unit test. Timers are
-not stored: ``next_deadline()`` derives the next due time from the state (start
-checks, retirements, kill escalations, respawns, auto-restart, memory checks),
-and a ``Tick`` performs whatever is due. The loop sleeps until that deadline
-or an event.
+not stored: each timed rule (start checks, retirements, kill escalations,
+respawns, auto-restart, health checks) is one entry of the ``TIMERS`` table,
+a query of when it is due, derived from the state, and what fires then;
+``next_deadline()`` is their minimum, ``run_due()`` (after every event, and on
+a ``Tick``) fires what is due. The loop sleeps until that deadline or an event.
+The data are in generations.py and events.py; workers replaced alone in
+replacements.py, the count of failures in backoff.py, verdicts in health.py.
 
 Health checks (``--max-memory``, ``--max-open-files``, ``--max-fd-fraction``)
 measure each worker's process tree every ``--health-check-interval``: one

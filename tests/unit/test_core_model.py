@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Optional, Protocol
 
+import pytest
 from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -478,3 +479,6 @@ class _Fixed:
 
 
 TestCoreModel = CoreModel.TestCase
+# CPU-bound, so its time grows with the machine's load: over a minute on a loaded
+# 2-core machine, where the default 60 s timeout (meant for hangs) ended it.
+TestCoreModel.pytestmark = [pytest.mark.timeout(300)]  # type: ignore[attr-defined]

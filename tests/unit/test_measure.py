@@ -33,6 +33,11 @@ def spawn() -> Iterator[Callable[..., int]]:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         procs.append(p)
+        # Settled: exec'd and done loading (the loader and libc hold files open a
+        # moment, which a loaded machine lets a measure see), nothing open but these.
+        wanted = {"0", "1", "2", *map(str, fds)}
+        wait_until(lambda: set(os.listdir(f"/proc/{p.pid}/fd")) == wanted,
+                   what=f"{argv[0]} to hold only its fds")
         return p.pid
 
     yield start

@@ -22,6 +22,8 @@ free loopback ports, each in its own temporary directory. The sections:
   j  fd-limit restarts of ours under wrk load, and the time from crossing the
      limit to the replacement ready / old one gone (Perl's has no fd limit)
   k  starter CPU per restart, HUP -> cut-over and RSS of ours --workers 1, 8, 32, 64
+  l  start_server --upgrade one after the other under wrk: failed requests, and
+     --upgrade -> the new code runs its loop (Perl's has no upgrade in place)
 
 Every wait is a condition polled with a deadline, every load is bounded in
 count and time, and everything started is stopped at the end (TERM, a

@@ -19,6 +19,7 @@ from sections import (
     hi_memory,
     j_fds,
     k_workers_cost,
+    l_upgrade,
 )
 
 SECTIONS: list[Section] = [
@@ -31,4 +32,5 @@ SECTIONS: list[Section] = [
     hi_memory.SECTION,
     j_fds.SECTION,
     k_workers_cost.SECTION,
+    l_upgrade.SECTION,
 ]

@@ -61,11 +61,29 @@ def _serve(config: Config, options: Optional[dict[str, Any]]) -> int:
         fail(str(exc), 1)
 
 
+def open_standard_fds() -> None:
+    """/dev/null on any of fds 0, 1 and 2 that was closed when we were started
+    (``>&-``). Otherwise the first socket bound takes that number, and the log,
+    put on fds 1 and 2 later, closes it: no generation could ever serve."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)  # to the lean re-exec and the workers
+        if getattr(sys, name) is None:  # Python leaves None for an fd closed at its start
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115
+
+
 def main(argv: Optional[list[str]] = None) -> NoReturn:
     """The entry point. Run as a program (``argv`` None), the starter's signals
     are held back from here until its loop runs, or a client's mode is known."""
     if argv is None:
         signals.block()
+        open_standard_fds()
     args = sys.argv[1:] if argv is None else list(argv)
     from .options import parse
 

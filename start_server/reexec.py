@@ -94,11 +94,19 @@ def exec_handing_over(kind: str, fields: dict[str, Any], args: list[str]) -> Non
     except OSError:  # no memfd (an old kernel, a seccomp filter)
         return
     argv = lean_argv(handover.argument(fd), args)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    flush_std()
     with contextlib.suppress(OSError):
         os.execv(argv[0], argv)
     os.close(fd)
+
+
+def flush_std() -> None:
+    """Before an exec, what Python holds for fds 1 and 2 goes out. Either
+    stream is None where its fd was closed when Python started (``>&-``)."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
 
 
 def is_lean(args: list[str]) -> bool:

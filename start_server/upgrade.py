@@ -118,7 +118,7 @@ def check(fd: int) -> None:
 def execute(starter: Starter, options: Mapping[str, Any], wake: Any) -> None:
     """Check the new install, then exec it; returns (having logged why) when
     either cannot be done: the running code carries on."""
-    from .reexec import lean_argv
+    from .reexec import flush_std, lean_argv
 
     if starter.sup.stopping:
         raise UpgradeRefused("the starter is stopping")
@@ -137,8 +137,7 @@ def execute(starter: Starter, options: Mapping[str, Any], wake: Any) -> None:
             for n in fds:
                 os.set_inheritable(n, True)
             argv = lean_argv(handover.argument(fd), [])
-            sys.stdout.flush()
-            sys.stderr.flush()
+            flush_std()
             os.execv(argv[0], argv)
         except OSError as exc:
             for n in fds:

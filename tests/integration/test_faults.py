@@ -141,3 +141,24 @@ def test_a_programming_error_stops_the_generations_and_exits_70(
         assert "exiting" in text
     assert gone(worker)
     assert not pid_file.exists() and not status.exists()
+
+
+@pytest.mark.parametrize("closed", [">&-", "<&- >&- 2>&-"])
+def test_started_with_standard_fds_closed(run: Harness, closed: str) -> None:
+    """With fd 1 closed the socket took fd 1, and the log, put on fds 1 and 2,
+    closed it: every generation failed ('not a usable socket'), forever."""
+    port = free_port()
+    log = run.tmp / "log"
+    argv0 = ["sh", "-c", f'exec "$0" -m start_server "$@" {closed}', PY]
+    s = run.start(f"--port=127.0.0.1:{port}", f"--log-file={log}", "--", PY, APP, argv0=argv0)
+    wait_until(lambda: http_get(port).startswith("gen=1 "), timeout=20, what="generation 1")
+    assert f"listening on 127.0.0.1:{port} (fd 3)" in log.read_text()
+    _hup_serves_on_the_port(s, port, 2)
+    _stops_cleanly(s)
+    assert "Traceback" not in log.read_text()
+
+
+def _hup_serves_on_the_port(s: Proc, port: int, generation: int) -> None:
+    s.signal(signal.SIGHUP)
+    wait_until(lambda: http_get(port).startswith(f"gen={generation} "), timeout=20,
+               what=f"generation {generation} serving")

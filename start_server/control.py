@@ -438,12 +438,23 @@ def render(detail: Mapping[str, Any], pid: int, now: float, live: bool = False) 
         f"start_server pid {shown_pid}: {_headline(workers)}",
         *_table(workers, now, live),
         *_failure_lines(detail, now),
+        *_upgrade_lines(detail, now),
     ]
     event = _text(detail.get("last_event"), 200)
     if live and event:
         ago = _since(detail, "last_event_at", now)
         lines.append(f"last event{f' {_age(ago)} ago' if ago is not None else ''}: {event}")
     return lines
+
+
+def _upgrade_lines(detail: Mapping[str, Any], now: float) -> list[str]:
+    """After an upgrade in place: the version now running, and since when."""
+    up = detail.get("upgrade")
+    if not isinstance(up, dict) or up.get("ok") is not True:
+        return []
+    ago = _since(up, "at", now)
+    when = f" {_age(ago)} ago" if ago is not None else ""
+    return [f"running start_server {_text(detail.get('version'), 30)}, upgraded in place{when}"]
 
 
 def _headline(workers: list[dict[str, Any]]) -> str:

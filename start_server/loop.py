@@ -290,7 +290,8 @@ class Loop:
 
         self.upgrade_asked = False
         log(f"received USR2: upgrading start_server {__version__}")
-        self._notify_upstream("RELOADING=1")
+        # systemd's Type=notify-reload matches a reload by its timestamp.
+        self._notify_upstream(f"RELOADING=1\nMONOTONIC_USEC={int(time.monotonic() * 1e6)}")
         try:
             if self.options is None:
                 raise upgrade.UpgradeRefused("this starter cannot re-execute itself")

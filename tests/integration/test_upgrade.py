@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -115,6 +116,44 @@ def test_upgrade_while_a_generation_is_starting_keeps_its_start_check(run: Harne
     assert "Traceback" not in s.output
 
 
+@pytest.mark.timeout(90)
+def test_upgrade_tells_systemd_and_a_starting_generation_is_heard_after_it(run: Harness) -> None:
+    """The notify socket of a generation still starting is adopted: its READY=1,
+    sent after the upgrade, reaches the new code; upstream hears RELOADING=1,
+    then READY=1 with STATUS=upgraded to the version."""
+    port = free_port()
+    pid_file, status = run.tmp / "pid", run.tmp / "status"
+    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    upstream.bind(str(run.tmp / "notify"))
+    upstream.settimeout(30)
+    try:
+        s = run.start(f"--port=127.0.0.1:{port}", f"--pid-file={pid_file}",
+                      f"--status-file={status}", "--wait-ready", "--ready-timeout=30",
+                      "--", PY, APP, "--notify", "--notify-delay", "3",
+                      env={"NOTIFY_SOCKET": str(run.tmp / "notify")})
+        s.wait_line(r"gen=1 .*is now running", timeout=20)
+        mark = s.mark()
+        s.signal(signal.SIGHUP)
+        s.wait_line(r"gen=2 pid=\d+ starting new worker", start=mark)
+        while "READY=1" not in upstream.recv(4096).decode():  # generation 1's
+            pass
+        r = _client(run, "upgrade", pid_file, status)
+        assert r.returncode == 0, r.stderr
+        messages: list[str] = []
+        while not any("STATUS=upgraded to" in m for m in messages):
+            messages.append(upstream.recv(4096).decode())
+        assert any(m.startswith("RELOADING=1\nMONOTONIC_USEC=") for m in messages), messages
+        assert f"READY=1\nSTATUS=upgraded to {__version__}" in messages, messages
+        s.wait_line(r"gen=2 pid=\d+ new worker \d+ is now running \(ready\)", start=mark,
+                    timeout=20)
+        wait_until(lambda: http_get(port).startswith("gen=2 "), what="generation 2 to serve")
+        s.signal(signal.SIGTERM)
+        assert s.wait() == 0
+        assert "Traceback" not in s.output
+    finally:
+        upstream.close()
+
+
 def _stamp(line: str) -> float:
     """The log line's UTC time stamp, in seconds."""
     from datetime import datetime, timezone
@@ -204,6 +243,8 @@ def test_a_broken_install_is_refused_then_a_new_version_is_taken(run: Harness) -
     assert r.returncode == 0, r.stderr
     assert f"upgraded start_server {__version__} -> 99.0 (pid {s.pid})" in r.stderr
     assert _detail(status)["version"] == "99.0"
+    st = _client(run, "status", pid_file, status, env=env)
+    assert "running start_server 99.0, upgraded in place" in st.stdout, st.stdout
     assert http_get(port) == f"gen=1 pid={p1}\n"
     mark = s.mark()
     s.signal(signal.SIGHUP)

@@ -90,14 +90,22 @@ class _DirWatch:
             return
         if fd < 0:
             return
+        self._libc, self._dir = libc, os.fsencode(directory)
+        self.fd = fd
+        if not self.rewatch():
+            os.close(fd)
+            self.fd = None
+
+    def rewatch(self) -> bool:
+        """Watch the directory (again: one removed and made anew is another
+        directory, which the old watch does not see); False where it is not there."""
+        if self.fd is None:
+            return False
         # A status file is replaced by rename (ours and the original), written in
         # place and closed, or removed; a log file appended to in the same
         # directory (IN_MODIFY) must not wake us on every line.
         mask = _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_DELETE
-        if libc.inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
-            os.close(fd)
-            return
-        self.fd = fd
+        return int(self._libc.inotify_add_watch(self.fd, self._dir, mask)) >= 0
 
     def drain(self) -> None:
         """Consume what woke us: one read (a directory busy with other files

@@ -215,9 +215,18 @@ def _follow(
     waits = [fd for fd in (files.fd, pidfd, keys) if fd is not None]
     # Without inotify or a pidfd, look again every second (the starter never polls).
     tick = view.tick if files.fd is not None and pidfd is not None else TICK
+    missing = False
     while True:
-        view.show(read_detail(status_file, pid), time.time())
-        ready = select.select(waits, [], [], tick)[0]
+        # A status file that is not there (its directory removed under the
+        # starter) says nothing: no worker is "gone" for it. Until it is back,
+        # look again every second; once back, its directory may be a new one:
+        # watched anew, then read.
+        was_missing, missing = missing, not os.path.lexists(status_file)
+        if was_missing and not missing:
+            files.rewatch()
+        if not missing:
+            view.show(read_detail(status_file, pid), time.time())
+        ready = select.select(waits, [], [], TICK if missing else tick)[0]
         if keys is not None and keys in ready:
             typed = os.read(keys, 64)
             if not typed:

@@ -6,6 +6,7 @@ import fcntl
 import os
 import re
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -172,3 +173,28 @@ def test_a_terminal_shows_the_table_and_is_restored(run: Harness, key: bytes) ->
         assert termios.tcgetattr(term.slave) == before
     finally:
         term.close()
+
+
+def test_the_status_directory_removed_and_made_anew(run: Harness) -> None:
+    """A status directory removed under the starter (a tmp cleaner) made the
+    watch say the worker was gone, and, made anew, it saw no change ever again."""
+    where = run.tmp / "run"
+    where.mkdir()
+    files = (f"--pid-file={run.tmp / 'pid'}", f"--status-file={where / 'status'}")
+    s = run.start(f"--port=127.0.0.1:{free_port()}", *files, "--", PY, APP)
+    s.wait_line(r"gen=1 .*is now running", timeout=20)
+    w = run.start("--status", "--watch", *files)
+    w.wait_line(STAMP + r"generation 1 worker 0 pid \d+: active$", timeout=20)
+    shutil.rmtree(where)
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_line(r"gen=1 .*old worker .* died", timeout=20, start=mark)
+    where.mkdir()
+    s.signal(signal.SIGHUP)
+    w.wait_line(STAMP + r"generation 3 worker 0 pid \d+: active$", timeout=20)
+    # Generation 1 is gone only once the status file is back and without it.
+    assert _line_at(w.lines, r"generation 1 worker 0 pid \d+: gone$") > _line_at(
+        w.lines, r"generation 3 worker 0 pid \d+: starting$"), w.output
+    mark = w.mark()
+    s.signal(signal.SIGHUP)  # and the directory made anew is watched from now on
+    w.wait_line(STAMP + r"generation 4 worker 0 pid \d+: active$", timeout=20, start=mark)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,15 @@ from support import Harness
 settings.register_profile("default", deadline=None)
 settings.register_profile("soak", max_examples=100_000, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# Started as a background job of a script (no job control), this process
+# inherits INT and QUIT ignored, and so would every program a test starts: an
+# ignored signal stays ignored across exec. Handled here instead (a handler is
+# reset to the default by exec), the programs under test see what they see
+# when a person starts them, and Ctrl-C still stops the suite.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 @pytest.fixture

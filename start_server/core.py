@@ -48,6 +48,7 @@ from .events import (
     Tick,
     WorkerView,
 )
+from .failures import HINT_AFTER_FAILURES, FailureRecord, never_started_hint
 from .generations import (
     _EDGES,
     Generation,
@@ -101,7 +102,6 @@ __all__ = [
 
 
 
-HINT_AFTER_FAILURES = 3  # failed first starts before the log says what usually causes them
 
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 
@@ -121,12 +121,8 @@ class Supervisor:
         self.respawn_at: Optional[float] = None  # next attempt at a new generation
         self.slots = Replacements()  # workers replaced alone, in their slot
         self.backoff = Backoff()  # failed starts in a row
-        self.failed_number: Optional[int] = None
-        self.failed_reason = ""
-        self.failed_at: Optional[float] = None
-        self.ever_started = False
+        self.record = FailureRecord()  # the newest failed start; ever started, served
         self.port_env = ""  # SERVER_STARTER_PORT as a generation gets it (for the hint)
-        self.has_served = False  # a worker ran past --min-uptime, or was replaced by a restart
         self.next_measure: Optional[float] = None
         self.leftovers: dict[int, Optional[float]] = {}  # pid -> when signalled (None: killed)
         self.last_event: tuple[str, Optional[float]] = ("", None)  # for the status files
@@ -261,12 +257,12 @@ class Supervisor:
         # generation STARTING -> ACTIVE
         self._move(g, State.ACTIVE)
         g.started_at = now
-        self.ever_started = True
+        self.record.ever_started = True
         self.backoff.succeeded(now)
         if self.policy.checks_health and self.next_measure is None:
             self.next_measure = now + self.policy.health_check_interval
         olds = [o for o in self.gens.values() if o.state is State.ACTIVE and o is not g]
-        self.has_served = self.has_served or bool(olds)
+        self.record.has_served = self.record.has_served or bool(olds)
         sig = signal_name(self.policy.signal_on_hup)
         old_pids = sorted(w.pid for o in olds for w in o.workers)
         pids = ",".join(str(p) for p in old_pids) or "none"
@@ -319,9 +315,7 @@ class Supervisor:
 
     def _failed(self, g: Generation, now: float, reason: str) -> None:
         """A generation's start failed: count it and schedule the next one with backoff."""
-        self.failed_number = g.number
-        self.failed_reason = reason
-        self.failed_at = now
+        self.record.failed(g.number, reason, now)
         self._count_failure(now)
         if self.stopping:
             return
@@ -339,24 +333,6 @@ class Supervisor:
         wait = self.respawn_at - now
         self._log(f"next attempt in {wait:.3g} s (failed starts in a row: {self.failures})")
         self.restart_pending = False  # the next attempt runs the newest code anyway
-
-    def _never_started_hint(self) -> str:
-        """One line on what usually keeps the first generation from starting."""
-        causes = ["the command exits at once (run it by hand to see why)"]
-        if self.port_env:
-            first = self.port_env.split(";")[0]
-            causes.append(
-                "the app binds the port itself ('Address already in use') instead of "
-                f"using the socket it inherits: SERVER_STARTER_PORT={self.port_env} "
-                f"(fd {first.rsplit('=', 1)[1]} for {first.rsplit('=', 1)[0]}; "
-                "listen_from_env() in Python)"
-            )
-        if self.policy.wait_ready:
-            causes.append("with --wait-ready, it never sends READY=1 to NOTIFY_SOCKET")
-        return (
-            f"hint: nothing has served after {self.failures} attempts; usually "
-            + "; or ".join(causes)
-        )
 
     def _fail_generation(self, g: Generation, now: float, reason: str) -> None:
         """Stop what is left of a generation that did not start, then count it."""
@@ -394,7 +370,7 @@ class Supervisor:
         """
         if self._uptime(w, now) >= self.policy.min_uptime:
             self.backoff.clear()
-            self.has_served = True
+            self.record.has_served = True
             return True
         self._count_failure(now, w)
         return self.failures <= 1
@@ -404,8 +380,8 @@ class Supervisor:
         at the third with nothing ever served, a hint in the log."""
         self.backoff.failed(now, None if crashed is None else crashed.started_at)
         serving = any(w.state is State.ACTIVE for w in self.workers())
-        if self.failures == HINT_AFTER_FAILURES and not (self.has_served or serving):
-            self._log(self._never_started_hint())
+        if self.record.hint_due(self.failures, serving):
+            self._log(never_started_hint(self.failures, self.port_env, self.policy.wait_ready))
 
     # ---- event handlers ---------------------------------------------------
 
@@ -466,7 +442,7 @@ class Supervisor:
             self._end_if_empty(g)  # told to go meanwhile: nothing to retry
             return
         if g.state is State.STARTING:
-            if not self.ever_started and len(self.gens) == 1:
+            if not self.record.ever_started and len(self.gens) == 1:
                 self._give_up(g, ev, now)
                 return
             self._fail_generation(g, now, ev.reason)
@@ -479,7 +455,7 @@ class Supervisor:
         (a sibling whose Spawned is still queued included)."""
         self.stopping = True
         self.exit_code = 1
-        self.failed_number, self.failed_reason = ev.number, ev.reason
+        self.record.failed(ev.number, ev.reason)
         self._log("giving up: the first generation could not be started")
         for w in g.workers:
             w.failed_start = True
@@ -594,7 +570,7 @@ class Supervisor:
         if signum == signal.SIGHUP:
             if not self.stopping:
                 self._log("received HUP, spawning a new worker")
-                if self.ever_started:
+                if self.record.ever_started:
                     # Every reload request gets its RELOADING=1 (systemd's
                     # Type=notify-reload matches it by the timestamp), even one
                     # coalesced into a pending restart; READY=1 ends them all.
@@ -901,8 +877,8 @@ class Supervisor:
         due = [self.respawn_at] if self.respawn_at is not None else []
         due += self.slots.retry_at.values()
         return Publish(
-            views, self.last_number, self.failed_number, self.failed_reason,
-            self.failed_at, min(due) if due else None, *self.last_event,
+            views, self.last_number, self.record.number, self.record.reason,
+            self.record.at, min(due) if due else None, *self.last_event,
         )
 
     # ---- the hand-over of an upgrade (upgrade.py) -----------------------------
@@ -911,8 +887,7 @@ class Supervisor:
     # which an exec (same process, same boot) leaves valid.
     _PLAIN = (
         "last_number", "stopping", "done", "exit_code", "restart_pending", "respawn_at",
-        "failed_number", "failed_reason", "failed_at", "ever_started", "port_env",
-        "has_served", "next_measure",
+        "port_env", "next_measure",
     )
     # The envdir's values in force (Spawned overrides), on top of the configured policy.
     _OVERRIDDEN = ("kill_old_delay", "auto_restart", "auto_restart_interval")
@@ -922,6 +897,7 @@ class Supervisor:
         d["gens"] = [generation_to_dict(g) for g in self.gens.values()]
         d["slots"] = self.slots.to_dict()
         d["backoff"] = self.backoff.to_dict()
+        d.update(self.record.to_dict())
         d["leftovers"] = [[pid, when] for pid, when in self.leftovers.items()]
         d["last_event"] = list(self.last_event)
         d["policy"] = {name: getattr(self.policy, name) for name in self._OVERRIDDEN}
@@ -937,6 +913,7 @@ class Supervisor:
         sup.gens = {g.number: g for g in map(generation_from_dict, d["gens"])}
         sup.slots = Replacements.from_dict(d["slots"])
         sup.backoff = Backoff.from_dict(d["backoff"])
+        sup.record = FailureRecord.from_dict(d)
         sup.leftovers = {int(pid): when for pid, when in d["leftovers"]}
         message, at = d["last_event"]
         sup.last_event = (str(message), at)

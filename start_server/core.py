@@ -57,6 +57,7 @@ from .generations import (
     generation_from_dict,
     generation_to_dict,
 )
+from .leftovers import LeftoverPids
 from .policy import Policy
 from .replacements import Replacements
 from .spec import signal_name
@@ -124,7 +125,7 @@ class Supervisor:
         self.record = FailureRecord()  # the newest failed start; ever started, served
         self.port_env = ""  # SERVER_STARTER_PORT as a generation gets it (for the hint)
         self.next_measure: Optional[float] = None
-        self.leftovers: dict[int, Optional[float]] = {}  # pid -> when signalled (None: killed)
+        self.leftover_pids = LeftoverPids()  # children that are no worker, being stopped
         self.last_event: tuple[str, Optional[float]] = ("", None)  # for the status files
         self._out: list[Action] = []
         self._now = 0.0
@@ -167,6 +168,11 @@ class Supervisor:
             ),
             key=lambda g: g.number,
         )
+
+    @property
+    def leftovers(self) -> dict[int, Optional[float]]:
+        """Leftover pid -> when it was sent TERM (None: KILL)."""
+        return self.leftover_pids.since
 
     @property
     def failures(self) -> int:
@@ -212,7 +218,7 @@ class Supervisor:
             self._on_leftovers(event, now)
         if not self.done:
             self.run_due(now)
-        if self.stopping and not self.gens and not self.leftovers and not self.done:
+        if self.stopping and not self.gens and not self.leftover_pids and not self.done:
             self.done = True
             self._log("exiting")
         if self.done:
@@ -463,19 +469,19 @@ class Supervisor:
 
     def _on_leftovers(self, ev: Leftovers, now: float) -> None:
         for pid in ev.pids:
-            if pid in self.leftovers or self.by_pid(pid) is not None:
+            if pid in self.leftover_pids or self.by_pid(pid) is not None:
                 continue
             self._log(f"stopping leftover process {pid}: the worker that started it is gone")
             self._stop_leftover(pid, now)
 
     def _stop_leftover(self, pid: int, now: float) -> None:
-        self.leftovers[pid] = now
+        self.leftover_pids.stopping(pid, now)
         self._out.append(Kill(pid, signal.SIGTERM))
 
     def _on_exited(self, ev: Exited, now: float) -> None:
         w = self.by_pid(ev.pid)
         if w is None:
-            if self.leftovers.pop(ev.pid, 0) != 0:
+            if self.leftover_pids.exited(ev.pid):
                 self._log(f"leftover process {ev.pid} exited, status:{ev.status} "
                           f"({ev.description})")
             return
@@ -591,9 +597,7 @@ class Supervisor:
         pids = ",".join(str(w.pid) for w in sorted(self.workers(), key=lambda w: w.pid))
         self._log(f"received {name}, sending {signal_name(sig)} to all workers:{pids}")
         self._out.append(NotifyUpstream("STOPPING=1"))
-        for pid, since in self.leftovers.items():
-            if since is None:
-                continue
+        for pid in self.leftover_pids.terminated():
             self._out.append(Kill(pid, signal.SIGTERM))
         for g in sorted(self.gens.values(), key=lambda g: g.number):
             if g.state is not State.RETIRING:
@@ -721,14 +725,11 @@ class Supervisor:
             self._out.append(Kill(w.pid, signal.SIGKILL, group=True))
 
     def _due_leftovers(self) -> list[tuple[float, Any]]:
-        grace = self.policy.stop_timeout
-        if grace is None:
-            return []
-        return [(since + grace, pid) for pid, since in self.leftovers.items() if since is not None]
+        return list(self.leftover_pids.due(self.policy.stop_timeout))
 
     def _fire_leftovers(self, items: list[int], now: float) -> None:
         for pid in sorted(items):
-            self.leftovers[pid] = None
+            self.leftover_pids.killed(pid)
             self._log(f"leftover process {pid} did not exit; sending KILL")
             self._out.append(Kill(pid, signal.SIGKILL))
 
@@ -898,7 +899,7 @@ class Supervisor:
         d["slots"] = self.slots.to_dict()
         d["backoff"] = self.backoff.to_dict()
         d.update(self.record.to_dict())
-        d["leftovers"] = [[pid, when] for pid, when in self.leftovers.items()]
+        d["leftovers"] = self.leftover_pids.to_dict()
         d["last_event"] = list(self.last_event)
         d["policy"] = {name: getattr(self.policy, name) for name in self._OVERRIDDEN}
         return d
@@ -914,7 +915,7 @@ class Supervisor:
         sup.slots = Replacements.from_dict(d["slots"])
         sup.backoff = Backoff.from_dict(d["backoff"])
         sup.record = FailureRecord.from_dict(d)
-        sup.leftovers = {int(pid): when for pid, when in d["leftovers"]}
+        sup.leftover_pids = LeftoverPids.from_dict(d["leftovers"])
         message, at = d["last_event"]
         sup.last_event = (str(message), at)
         sup.policy = replace(policy, **d.get("policy", {}))

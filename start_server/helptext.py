@@ -109,8 +109,11 @@ class HelpCommand(click.Command):
     """click's command with the help in sections, examples and a pointer to the docs."""
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(USAGE[0], prefix="Usage: ")
-        formatter.write_usage(USAGE[1], prefix="   or: ")
+        # Program and arguments apart: click 8.1 (the last for Python 3.9) writes
+        # nothing for a usage line whose arguments are empty.
+        for line, prefix in zip(USAGE, ("Usage: ", "   or: ")):
+            prog, _, args = line.partition(" ")
+            formatter.write_usage(prog, args, prefix=prefix)
 
     def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_paragraph()

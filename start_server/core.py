@@ -60,6 +60,7 @@ from .generations import (
 from .leftovers import LeftoverPids
 from .policy import Policy
 from .replacements import Replacements
+from .restarts import Restarts
 from .spec import signal_name
 from .values import SpecError, parse_seconds
 
@@ -118,8 +119,7 @@ class Supervisor:
         self.stopping = False
         self.done = False
         self.exit_code = 0
-        self.restart_pending = False  # a HUP arrived while a start was in progress
-        self.respawn_at: Optional[float] = None  # next attempt at a new generation
+        self.restarts = Restarts()  # pending (coalesced) requests, next attempt after a failure
         self.slots = Replacements()  # workers replaced alone, in their slot
         self.backoff = Backoff()  # failed starts in a row
         self.record = FailureRecord()  # the newest failed start; ever started, served
@@ -168,6 +168,11 @@ class Supervisor:
             ),
             key=lambda g: g.number,
         )
+
+    @property
+    def restart_pending(self) -> bool:
+        """A restart waits for the generation starting now."""
+        return self.restarts.pending
 
     @property
     def leftovers(self) -> dict[int, Optional[float]]:
@@ -281,13 +286,13 @@ class Supervisor:
             self.slots.drop(o.number)  # replaced as a whole now
         pid_text = ",".join(str(w.pid) for w in sorted(g.workers, key=lambda w: w.slot))
         serving = f"STATUS=generation {g.number} (pid {pid_text}) is serving"
-        if self.restart_pending:
+        follows = self.restarts.take_pending()
+        if follows:
             # A reload requested meanwhile is not done yet: READY=1 waits for it.
             self._out.append(NotifyUpstream(serving + "; one more restart follows"))
         else:
             self._out.append(NotifyUpstream("READY=1\n" + serving))
-        if self.restart_pending:
-            self.restart_pending = False
+        if follows:
             self._log("starting the restart that was requested during the last start")
             self._new_generation(now)
 
@@ -335,10 +340,11 @@ class Supervisor:
                 )
             )
         delay = self.backoff_delay()
-        self.respawn_at = max(g.spawned_at + delay, now)
-        wait = self.respawn_at - now
+        at = max(g.spawned_at + delay, now)
+        self.restarts.retry_at(at)
+        wait = at - now
         self._log(f"next attempt in {wait:.3g} s (failed starts in a row: {self.failures})")
-        self.restart_pending = False  # the next attempt runs the newest code anyway
+        self.restarts.take_pending()  # the next attempt runs the newest code anyway
 
     def _fail_generation(self, g: Generation, now: float, reason: str) -> None:
         """Stop what is left of a generation that did not start, then count it."""
@@ -392,7 +398,7 @@ class Supervisor:
     # ---- event handlers ---------------------------------------------------
 
     def _new_generation(self, now: float) -> None:
-        self.respawn_at = None
+        self.restarts.started()
         self.last_number += 1
         self.gens[self.last_number] = Generation(
             self.last_number, State.STARTING, now, pending=list(range(self.policy.workers))
@@ -405,15 +411,9 @@ class Supervisor:
             self._log(f"{why} ignored: shutting down")
             return
         starting = self.starting()
-        if starting is not None:
-            if self.restart_pending:
-                self._log(f"{why}: a restart is already pending; coalesced")
-            else:
-                self._log(
-                    f"{why}: generation {starting.number} is still starting; "
-                    "one more restart will follow it"
-                )
-            self.restart_pending = True
+        line = self.restarts.request(why, None if starting is None else starting.number)
+        if line is not None:
+            self._log(line)
             return
         self._new_generation(self._now)
 
@@ -545,10 +545,11 @@ class Supervisor:
         if self._crashed(w, now):
             self._new_generation(now)
             return
-        self.respawn_at = now + self.backoff_delay()
+        at = now + self.backoff_delay()
+        self.restarts.retry_at(at)
         self._log(
             f"it had run only {self._uptime(w, now):.3g} s since its start; next "
-            f"attempt in {self.respawn_at - now:.3g} s (crashes in a row: {self.failures})"
+            f"attempt in {at - now:.3g} s (crashes in a row: {self.failures})"
         )
 
     def _end_after_exit(self, g: Generation, was_current: bool) -> None:
@@ -590,8 +591,7 @@ class Supervisor:
             self._log(f"received {name} while stopping; still waiting for workers")
             return
         self.stopping = True
-        self.restart_pending = False
-        self.respawn_at = None
+        self.restarts.cancel()
         self.slots.clear()
         sig = self.policy.signal_on_term if signum == signal.SIGTERM else signal.SIGTERM
         pids = ",".join(str(w.pid) for w in sorted(self.workers(), key=lambda w: w.pid))
@@ -655,7 +655,7 @@ class Supervisor:
         """Whether ``w`` already has a successor on its way (no second verdict then);
         ``busy``: the busy slots of its generation."""
         if self.policy.workers == 1:
-            return self.starting() is not None or self.restart_pending
+            return self.starting() is not None or self.restarts.pending
         return w.slot in busy
 
     # ---- timers -----------------------------------------------------------
@@ -735,9 +735,10 @@ class Supervisor:
 
     def _due_respawn(self) -> list[tuple[float, Any]]:
         """The next attempt at a new generation, after the backoff (none while one starts)."""
-        if self.stopping or self.respawn_at is None or self.starting() is not None:
+        at = self.restarts.respawn_at
+        if self.stopping or at is None or self.starting() is not None:
             return []
-        return [(self.respawn_at, None)]
+        return [(at, None)]
 
     def _fire_respawn(self, items: list[None], now: float) -> None:
         self._new_generation(now)
@@ -809,7 +810,8 @@ class Supervisor:
     def _auto_restart_due(self) -> Optional[tuple[float, bool]]:
         """(when, forced) of the next whole-generation auto-restart, by the original's rules."""
         p = self.policy
-        if not p.auto_restart or p.workers > 1 or self.stopping or self.respawn_at is not None:
+        waiting = self.restarts.respawn_at is not None  # a new generation after the backoff
+        if not p.auto_restart or p.workers > 1 or self.stopping or waiting:
             return None
         cur = self.current()
         if cur is None or cur.started_at is None or self.starting() is not None:
@@ -875,7 +877,8 @@ class Supervisor:
             for g in sorted(self.gens.values(), key=lambda g: g.number)
             for w in sorted(g.workers, key=lambda w: w.slot)
         )
-        due = [self.respawn_at] if self.respawn_at is not None else []
+        at = self.restarts.respawn_at
+        due = [at] if at is not None else []
         due += self.slots.retry_at.values()
         return Publish(
             views, self.last_number, self.record.number, self.record.reason,
@@ -887,7 +890,7 @@ class Supervisor:
     # Plain values kept as they are; times are the monotonic clock's readings,
     # which an exec (same process, same boot) leaves valid.
     _PLAIN = (
-        "last_number", "stopping", "done", "exit_code", "restart_pending", "respawn_at",
+        "last_number", "stopping", "done", "exit_code",
         "port_env", "next_measure",
     )
     # The envdir's values in force (Spawned overrides), on top of the configured policy.
@@ -899,6 +902,7 @@ class Supervisor:
         d["slots"] = self.slots.to_dict()
         d["backoff"] = self.backoff.to_dict()
         d.update(self.record.to_dict())
+        d.update(self.restarts.to_dict())
         d["leftovers"] = self.leftover_pids.to_dict()
         d["last_event"] = list(self.last_event)
         d["policy"] = {name: getattr(self.policy, name) for name in self._OVERRIDDEN}
@@ -915,6 +919,7 @@ class Supervisor:
         sup.slots = Replacements.from_dict(d["slots"])
         sup.backoff = Backoff.from_dict(d["backoff"])
         sup.record = FailureRecord.from_dict(d)
+        sup.restarts = Restarts.from_dict(d)
         sup.leftover_pids = LeftoverPids.from_dict(d["leftovers"])
         message, at = d["last_event"]
         sup.last_event = (str(message), at)

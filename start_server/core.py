@@ -47,6 +47,7 @@ from .events import (
     Start,
     Tick,
     WorkerView,
+    worker_views,
 )
 from .failures import HINT_AFTER_FAILURES, FailureRecord, never_started_hint
 from .generations import (
@@ -869,20 +870,13 @@ class Supervisor:
     def snapshot(self) -> Publish:
         """What the status files show, as of now: a pure query. The loop writes
         it once per batch of events, when it differs from the last one written."""
-        views = tuple(
-            WorkerView(
-                w.number, w.pid, w.state, w.spawned_at, w.started_at, w.ready, w.status,
-                w.slot, w.memory, w.fds, g.restarts.get(w.slot, 0),
-            )
-            for g in sorted(self.gens.values(), key=lambda g: g.number)
-            for w in sorted(g.workers, key=lambda w: w.slot)
-        )
         at = self.restarts.respawn_at
         due = [at] if at is not None else []
         due += self.slots.retry_at.values()
         return Publish(
-            views, self.last_number, self.record.number, self.record.reason,
-            self.record.at, min(due) if due else None, *self.last_event,
+            worker_views(self.gens.values()), self.last_number,
+            self.record.number, self.record.reason, self.record.at,
+            min(due) if due else None, *self.last_event,
         )
 
     # ---- the hand-over of an upgrade (upgrade.py) -----------------------------

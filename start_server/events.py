@@ -8,7 +8,10 @@ from .generations import State
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Optional, Union
+
+    from .generations import Generation
 
 
 # ---- events ---------------------------------------------------------------
@@ -141,6 +144,18 @@ class WorkerView:
     memory: Optional[int] = None
     fds: Optional[int] = None
     restarts: int = 0  # replacements spawned in its slot, in its generation
+
+
+def worker_views(gens: Iterable[Generation]) -> tuple[WorkerView, ...]:
+    """Every worker as the status files show it, by generation, then slot."""
+    return tuple(
+        WorkerView(
+            w.number, w.pid, w.state, w.spawned_at, w.started_at, w.ready, w.status,
+            w.slot, w.memory, w.fds, g.restarts.get(w.slot, 0),
+        )
+        for g in sorted(gens, key=lambda g: g.number)
+        for w in sorted(g.workers, key=lambda w: w.slot)
+    )
 
 
 @dataclass(frozen=True)

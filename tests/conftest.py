@@ -13,6 +13,9 @@ from support import Harness
 # 100 000 examples per property or state machine (see docs/development.md).
 settings.register_profile("default", deadline=None)
 settings.register_profile("soak", max_examples=100_000, deadline=None, print_blob=True)
+# "quick": the other Pythons of .ci/pythons check that the code runs there, not
+# the search the main run already makes.
+settings.register_profile("quick", max_examples=10, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Started as a background job of a script (no job control), this process

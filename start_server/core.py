@@ -26,7 +26,7 @@ from __future__ import annotations
 import signal
 from dataclasses import replace
 
-from . import health
+from . import autorestart, health
 from .backoff import Backoff
 from .events import (
     Exit,
@@ -756,7 +756,10 @@ class Supervisor:
             self._spawn_slot(self.gens[number], slot, "starting a new worker")
 
     def _due_auto_restart(self) -> list[tuple[float, Any]]:
-        auto = self._auto_restart_due()
+        blocked = (
+            self.stopping or self.restarts.respawn_at is not None or self.starting() is not None
+        )
+        auto = autorestart.generation_due(self.policy, self.current(), bool(self.olds()), blocked)
         return [] if auto is None else [auto]
 
     def _fire_auto_restart(self, items: list[bool], now: float) -> None:
@@ -766,7 +769,7 @@ class Supervisor:
         self._new_generation(now)
 
     def _due_worker_auto(self) -> list[tuple[float, Any]]:
-        return list(self._worker_auto_due())
+        return list(autorestart.workers_due(self.policy, self.current(), self.slots, self.stopping))
 
     def _fire_worker_auto(self, items: list[Worker], now: float) -> None:
         for w in items:
@@ -807,33 +810,6 @@ class Supervisor:
             w.failed_start = True
             self._retire_worker(w, p.signal_on_hup, now, p.not_ready_grace)
             self._slot_failed(w, now)
-
-    def _auto_restart_due(self) -> Optional[tuple[float, bool]]:
-        """(when, forced) of the next whole-generation auto-restart, by the original's rules."""
-        p = self.policy
-        waiting = self.restarts.respawn_at is not None  # a new generation after the backoff
-        if not p.auto_restart or p.workers > 1 or self.stopping or waiting:
-            return None
-        cur = self.current()
-        if cur is None or cur.started_at is None or self.starting() is not None:
-            return None
-        base = cur.started_at + cur.jitter
-        if self.olds():
-            return (base + 2 * p.auto_restart_interval, True)
-        return (base + p.auto_restart_interval, False)
-
-    def _worker_auto_due(self) -> list[tuple[float, Worker]]:
-        """With --workers, each worker's own auto-restart deadline (jittered)."""
-        p = self.policy
-        cur = self.current()
-        if not p.auto_restart or p.workers <= 1 or cur is None or self.stopping:
-            return []
-        busy = self.slots.busy_slots(cur)
-        return [
-            (w.started_at + p.auto_restart_interval + w.jitter, w)
-            for w in cur.workers
-            if w.state is State.ACTIVE and w.started_at is not None and w.slot not in busy
-        ]
 
     # ---- helpers ----------------------------------------------------------
 

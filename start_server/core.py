@@ -125,7 +125,7 @@ class Supervisor:
         self.backoff = Backoff()  # failed starts in a row
         self.record = FailureRecord()  # the newest failed start; ever started, served
         self.port_env = ""  # SERVER_STARTER_PORT as a generation gets it (for the hint)
-        self.next_measure: Optional[float] = None
+        self.checks = health.Checks()  # when the next health check is due
         self.leftover_pids = LeftoverPids()  # children that are no worker, being stopped
         self.last_event: tuple[str, Optional[float]] = ("", None)  # for the status files
         self._out: list[Action] = []
@@ -271,8 +271,7 @@ class Supervisor:
         g.started_at = now
         self.record.ever_started = True
         self.backoff.succeeded(now)
-        if self.policy.checks_health and self.next_measure is None:
-            self.next_measure = now + self.policy.health_check_interval
+        self.checks.arm(now, self.policy)
         olds = [o for o in self.gens.values() if o.state is State.ACTIVE and o is not g]
         self.record.has_served = self.record.has_served or bool(olds)
         sig = signal_name(self.policy.signal_on_hup)
@@ -789,12 +788,10 @@ class Supervisor:
         self._spawn_slot(self.gens[number], slot, f"replacing its worker ({why})")
 
     def _due_measure(self) -> list[tuple[float, Any]]:
-        if self.stopping or not self.policy.checks_health or self.next_measure is None:
-            return []
-        return [(self.next_measure, None)]
+        return list(self.checks.due(self.policy, self.stopping))
 
     def _fire_measure(self, items: list[None], now: float) -> None:
-        self.next_measure = now + self.policy.health_check_interval
+        self.checks.checked(now, self.policy)
         serving = self.current()
         if serving is not None and serving.workers:
             pids = tuple(w.pid for w in serving.workers)
@@ -860,8 +857,7 @@ class Supervisor:
     # Plain values kept as they are; times are the monotonic clock's readings,
     # which an exec (same process, same boot) leaves valid.
     _PLAIN = (
-        "last_number", "stopping", "done", "exit_code",
-        "port_env", "next_measure",
+        "last_number", "stopping", "done", "exit_code", "port_env",
     )
     # The envdir's values in force (Spawned overrides), on top of the configured policy.
     _OVERRIDDEN = ("kill_old_delay", "auto_restart", "auto_restart_interval")
@@ -873,6 +869,7 @@ class Supervisor:
         d["backoff"] = self.backoff.to_dict()
         d.update(self.record.to_dict())
         d.update(self.restarts.to_dict())
+        d["next_measure"] = self.checks.next_at
         d["leftovers"] = self.leftover_pids.to_dict()
         d["last_event"] = list(self.last_event)
         d["policy"] = {name: getattr(self.policy, name) for name in self._OVERRIDDEN}
@@ -890,6 +887,7 @@ class Supervisor:
         sup.backoff = Backoff.from_dict(d["backoff"])
         sup.record = FailureRecord.from_dict(d)
         sup.restarts = Restarts.from_dict(d)
+        sup.checks.next_at = d.get("next_measure")
         sup.leftover_pids = LeftoverPids.from_dict(d["leftovers"])
         message, at = d["last_event"]
         sup.last_event = (str(message), at)

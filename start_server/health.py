@@ -47,3 +47,23 @@ def newly_unreadable(w: Worker, fds: Optional[Fds]) -> list[tuple[int, str]]:
            if pid not in w.unreadable]
     w.unreadable.update(pid for pid, _ in new)
     return new
+
+
+class Checks:
+    """When the next health check is due: armed when a generation first starts,
+    then every --health-check-interval after each check."""
+
+    def __init__(self) -> None:
+        self.next_at: Optional[float] = None
+
+    def arm(self, now: float, p: Policy) -> None:
+        if p.checks_health and self.next_at is None:
+            self.next_at = now + p.health_check_interval
+
+    def due(self, p: Policy, stopping: bool) -> list[tuple[float, None]]:
+        if stopping or not p.checks_health or self.next_at is None:
+            return []
+        return [(self.next_at, None)]
+
+    def checked(self, now: float, p: Policy) -> None:
+        self.next_at = now + p.health_check_interval

@@ -231,7 +231,7 @@ class Loop:
         signums: list[int] = []
         for key, _ in ready:
             if key.data is None:
-                signums.extend(self._drain(wake))
+                signums.extend(signals.drain(wake))
             else:
                 gen = self.sup.gens.get(key.data)
                 # Forked workers whose Spawned is still queued (a pass handles
@@ -261,18 +261,6 @@ class Loop:
                 continue
             events.append(Signalled(signum))
         return events
-
-    @staticmethod
-    def _drain(wake: socket.socket) -> list[int]:
-        out: list[int] = []
-        while True:
-            try:
-                data = wake.recv(4096)
-            except BlockingIOError:
-                return out
-            if not data:
-                return out
-            out.extend(data)
 
     def _leftovers(self) -> list[int]:
         known = {w.pid for w in self.sup.workers()} | set(self.helper_pids)

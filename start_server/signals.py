@@ -20,6 +20,10 @@ from __future__ import annotations
 
 import signal
 
+TYPE_CHECKING = False  # typing is not loaded at run time
+if TYPE_CHECKING:
+    from typing import Any
+
 USED = (
     signal.SIGHUP,
     signal.SIGTERM,
@@ -41,6 +45,20 @@ STRAY = tuple(
 
 SILENT = (signal.SIGTTIN, signal.SIGTTOU)
 HELD = USED + STRAY + SILENT
+
+
+def drain(wake: Any) -> list[int]:
+    """The signal numbers the wake-up socket (``signal.set_wakeup_fd``) holds, read
+    until it is empty (it is non-blocking)."""
+    out: list[int] = []
+    while True:
+        try:
+            data = wake.recv(4096)
+        except BlockingIOError:
+            return out
+        if not data:
+            return out
+        out.extend(data)
 
 
 def block() -> None:

@@ -132,7 +132,7 @@ def execute(starter: Starter, options: Mapping[str, Any], wake: Any) -> None:
         fds = _fds(doc)
         signals.block()
         try:
-            for signum in _drain(wake):  # pending again, for the new loop
+            for signum in signals.drain(wake):  # pending again, for the new loop
                 os.kill(os.getpid(), signum)
             for n in fds:
                 os.set_inheritable(n, True)
@@ -147,18 +147,6 @@ def execute(starter: Starter, options: Mapping[str, Any], wake: Any) -> None:
             signals.unblock()
     finally:
         os.close(fd)
-
-
-def _drain(wake: Any) -> list[int]:
-    out: list[int] = []
-    while True:
-        try:
-            data = wake.recv(4096)
-        except BlockingIOError:
-            return out
-        if not data:
-            return out
-        out.extend(data)
 
 
 # ---- the new code -------------------------------------------------------------

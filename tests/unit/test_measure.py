@@ -33,17 +33,30 @@ def spawn() -> Iterator[Callable[..., int]]:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         procs.append(p)
-        # Settled: exec'd and done loading (the loader and libc hold files open a
-        # moment, which a loaded machine lets a measure see), nothing open but these.
         wanted = {"0", "1", "2", *map(str, fds)}
-        wait_until(lambda: set(os.listdir(f"/proc/{p.pid}/fd")) == wanted,
-                   what=f"{argv[0]} to hold only its fds")
+        wait_until(lambda: asleep(p.pid) and set(os.listdir(f"/proc/{p.pid}/fd")) == wanted,
+                   what=f"{argv[0]} to sleep holding only its fds")
         return p.pid
 
     yield start
     for p in procs:
         p.kill()
         p.wait()
+
+
+def asleep(pid: int) -> bool:
+    """Whether ``pid`` is exec'd and asleep in sleep(1)'s nanosleep.
+
+    Only then is every count exact: between fork and exec the child already
+    holds just the fds it keeps, and after exec the loader and libc open files
+    a moment (a loaded machine lets a measure see both).
+    """
+    with open(f"/proc/{pid}/wchan") as f:
+        wchan = f.read()
+    if wchan in ("", "0"):  # the kernel hides it: the run state is the next best
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "S"
+    return "nanosleep" in wchan
 
 
 def fds_of(pid: int, listeners: Sequence[int] = ()) -> Fds:

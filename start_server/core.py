@@ -7,8 +7,11 @@ respawns, auto-restart, health checks) is one entry of the ``TIMERS`` table,
 a query of when it is due, derived from the state, and what fires then;
 ``next_deadline()`` is their minimum, ``run_due()`` (after every event, and on
 a ``Tick``) fires what is due. The loop sleeps until that deadline or an event.
-The data are in generations.py and events.py; workers replaced alone in
-replacements.py, the count of failures in backoff.py, verdicts in health.py.
+The data are in generations.py and events.py; what the parts of the core
+share, and the one place states change, in fleet.py; stopping and the exit
+decision in stopping.py; workers replaced alone in replacements.py, the count
+of failures in backoff.py, verdicts in health.py. ``Supervisor`` is the facade
+the loop, the upgrade and the tests use.
 
 Health checks (``--max-memory``, ``--max-open-files``, ``--max-fd-fraction``)
 measure each worker's process tree every ``--health-check-interval``: one
@@ -27,7 +30,6 @@ import signal
 from dataclasses import replace
 
 from . import autorestart, health
-from .backoff import Backoff
 from .events import (
     Exit,
     Exited,
@@ -49,25 +51,17 @@ from .events import (
     WorkerView,
     worker_views,
 )
-from .failures import HINT_AFTER_FAILURES, FailureRecord, never_started_hint
-from .generations import (
-    _EDGES,
-    Generation,
-    State,
-    Worker,
-    generation_from_dict,
-    generation_to_dict,
-)
-from .leftovers import LeftoverPids
+from .failures import HINT_AFTER_FAILURES, never_started_hint
+from .fleet import Fleet
+from .generations import Generation, State, Worker
 from .policy import Policy
-from .replacements import Replacements
-from .restarts import Restarts
 from .spec import signal_name
+from .stopping import STOP_SIGNALS, Stopping
 from .values import SpecError, parse_seconds
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
-    from typing import Any, Optional, Union
+    from typing import Any, Optional
 
     from .events import Action, Event
 
@@ -106,90 +100,80 @@ __all__ = [
 
 
 
-_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 
 
 class Supervisor:
     """Generations, workers and the rules that move them. One instance per starter."""
 
     def __init__(self, policy: Policy) -> None:
-        self.base_policy = policy  # as configured; envdir overrides apply on top
-        self.policy = policy
-        self.gens: dict[int, Generation] = {}
-        self.last_number = 0
-        self.stopping = False
-        self.done = False
-        self.exit_code = 0
-        self.restarts = Restarts()  # pending (coalesced) requests, next attempt after a failure
-        self.slots = Replacements()  # workers replaced alone, in their slot
-        self.backoff = Backoff()  # failed starts in a row
-        self.record = FailureRecord()  # the newest failed start; ever started, served
-        self.port_env = ""  # SERVER_STARTER_PORT as a generation gets it (for the hint)
-        self.checks = health.Checks()  # when the next health check is due
-        self.leftover_pids = LeftoverPids()  # children that are no worker, being stopped
-        self.last_event: tuple[str, Optional[float]] = ("", None)  # for the status files
-        self._out: list[Action] = []
-        self._now = 0.0
+        self.fleet = Fleet(policy)  # generations, workers, their bookkeeping
+        self.stop = Stopping(self.fleet)  # TERM/INT/QUIT, the exit decision
 
-    # ---- queries ----------------------------------------------------------
+    # ---- queries (the facade: the loop, upgrade.py and the tests read these) --
 
     @property
-    def slot_respawn(self) -> dict[tuple[int, int], float]:
-        """(generation, slot) -> when a slot whose replacement failed is tried again."""
-        return self.slots.retry_at
-
-    def current(self) -> Optional[Generation]:
-        """The newest ACTIVE generation: the one that should be serving."""
-        active = [g for g in self.gens.values() if g.state is State.ACTIVE]
-        return max(active, key=lambda g: g.number) if active else None
-
-    def starting(self) -> Optional[Generation]:
-        for g in self.gens.values():
-            if g.state is State.STARTING:
-                return g
-        return None
-
-    def workers(self) -> list[Worker]:
-        return [w for g in self.gens.values() for w in g.workers]
-
-    def by_pid(self, pid: int) -> Optional[Worker]:
-        for w in self.workers():
-            if w.pid == pid:
-                return w
-        return None
-
-    def olds(self) -> list[Generation]:
-        """Live generations other than the current and the starting one."""
-        cur = self.current()
-        return sorted(
-            (
-                g
-                for g in self.gens.values()
-                if g is not cur and g.state in (State.ACTIVE, State.RETIRING)
-            ),
-            key=lambda g: g.number,
-        )
+    def policy(self) -> Policy:
+        """The policy in force: the configured one, envdir overrides on top."""
+        return self.fleet.policy
 
     @property
-    def restart_pending(self) -> bool:
-        """A restart waits for the generation starting now."""
-        return self.restarts.pending
+    def gens(self) -> dict[int, Generation]:
+        return self.fleet.gens
 
     @property
-    def leftovers(self) -> dict[int, Optional[float]]:
-        """Leftover pid -> when it was sent TERM (None: KILL)."""
-        return self.leftover_pids.since
+    def last_number(self) -> int:
+        return self.fleet.last_number
+
+    @property
+    def port_env(self) -> str:
+        """SERVER_STARTER_PORT as a generation gets it (the loop sets it, for the hint)."""
+        return self.fleet.port_env
+
+    @port_env.setter
+    def port_env(self, value: str) -> None:
+        self.fleet.port_env = value
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop.stopping
+
+    @property
+    def done(self) -> bool:
+        """The starter exits: the last action of every event is Exit."""
+        return self.stop.done
 
     @property
     def failures(self) -> int:
         """Failed starts in a row."""
-        return self.backoff.failures
+        return self.fleet.failures
 
-    def backoff_delay(self) -> float:
-        return self.backoff.delay(self.policy)
+    def current(self) -> Optional[Generation]:
+        """The newest ACTIVE generation: the one that should be serving."""
+        return self.fleet.current()
+
+    def workers(self) -> list[Worker]:
+        return self.fleet.workers()
+
+    def by_pid(self, pid: int) -> Optional[Worker]:
+        return self.fleet.by_pid(pid)
+
+    @property
+    def slot_respawn(self) -> dict[tuple[int, int], float]:
+        """(generation, slot) -> when a slot whose replacement failed is tried again."""
+        return self.fleet.slots.retry_at
+
+    @property
+    def restart_pending(self) -> bool:
+        """A restart waits for the generation starting now."""
+        return self.fleet.restarts.pending
+
+    @property
+    def leftovers(self) -> dict[int, Optional[float]]:
+        """Leftover pid -> when it was sent TERM (None: KILL)."""
+        return self.fleet.leftover_pids.since
 
     def _start_deadline(self, w: Worker) -> float:
-        p = self.policy
+        p = self.fleet.policy
         return w.spawned_at + (p.ready_timeout if p.wait_ready else p.interval)
 
     def next_deadline(self) -> Optional[float]:
@@ -204,10 +188,9 @@ class Supervisor:
     # ---- the one entry point ---------------------------------------------
 
     def handle(self, event: Event, now: float) -> list[Action]:
-        self._out = []
-        self._now = now
+        self.fleet.begin(now)
         if isinstance(event, Start):
-            self._new_generation(now)
+            self.fleet.new_generation(now)
         elif isinstance(event, Spawned):
             self._on_spawned(event, now)
         elif isinstance(event, SpawnFailed):
@@ -222,156 +205,113 @@ class Supervisor:
             self._on_measured(event, now)
         elif isinstance(event, Leftovers):
             self._on_leftovers(event, now)
-        if not self.done:
+        if not self.stop.done:
             self.run_due(now)
-        if self.stopping and not self.gens and not self.leftover_pids and not self.done:
-            self.done = True
-            self._log("exiting")
-        if self.done:
-            self._out.append(Exit(self.exit_code))
-        return self._out
+        self.stop.settle()
+        return self.fleet.out
 
     # ---- edges ------------------------------------------------------------
 
-    def _move(self, obj: Union[Generation, Worker], to: State) -> None:
-        """The one place states change; asserts the edge is allowed."""
-        kind = "generation" if isinstance(obj, Generation) else "worker"
-        assert (obj.state, to) in _EDGES, f"{kind} {obj.number}: {obj.state} -> {to}"
-        obj.state = to
-        if isinstance(obj, Generation):
-            if to in (State.EXITED, State.FAILED):
-                del self.gens[obj.number]
-                self.slots.drop(obj.number)
-        elif to in (State.EXITED, State.FAILED):
-            self.gens[obj.number].workers.remove(obj)
-
     def _worker_started(self, w: Worker, now: float, why: str) -> None:
         # worker STARTING -> ACTIVE
-        self._move(w, State.ACTIVE)
+        self.fleet.move(w, State.ACTIVE)
         w.started_at = now
-        g = self.gens[w.number]
+        g = self.fleet.gens[w.number]
         if g.state is State.STARTING:
-            self._log(f"new worker {w.pid} is now running ({why})", w)
+            self.fleet.log(f"new worker {w.pid} is now running ({why})", w)
             live = [x for x in g.workers if not x.failed_start]
-            if len(live) == self.policy.workers and all(x.state is State.ACTIVE for x in live):
+            workers = self.fleet.policy.workers
+            if len(live) == workers and all(x.state is State.ACTIVE for x in live):
                 self._generation_started(g, now)
             return
         # A worker replaced alone, in an ACTIVE generation.
-        self._log(f"worker {w.pid} (slot {w.slot}) is now running ({why})", w)
-        self.backoff.succeeded(now)
+        self.fleet.log(f"worker {w.pid} (slot {w.slot}) is now running ({why})", w)
+        self.fleet.backoff.succeeded(now)
         old = next((x for x in g.workers if x.pid == w.replaces), None)
         w.replaces = None
         if old is not None and old.state is State.ACTIVE:
-            self._log(f"sending {signal_name(self.policy.signal_on_hup)} to worker {old.pid}")
-            self._retire_worker(old, self.policy.signal_on_hup, now, self.policy.stop_timeout)
+            p = self.fleet.policy
+            self.fleet.log(f"sending {signal_name(p.signal_on_hup)} to worker {old.pid}")
+            self.fleet.retire_worker(old, p.signal_on_hup, now, p.stop_timeout)
 
     def _generation_started(self, g: Generation, now: float) -> None:
         # generation STARTING -> ACTIVE
-        self._move(g, State.ACTIVE)
+        self.fleet.move(g, State.ACTIVE)
         g.started_at = now
-        self.record.ever_started = True
-        self.backoff.succeeded(now)
-        self.checks.arm(now, self.policy)
-        olds = [o for o in self.gens.values() if o.state is State.ACTIVE and o is not g]
-        self.record.has_served = self.record.has_served or bool(olds)
-        sig = signal_name(self.policy.signal_on_hup)
+        self.fleet.record.ever_started = True
+        self.fleet.backoff.succeeded(now)
+        self.fleet.checks.arm(now, self.fleet.policy)
+        olds = [o for o in self.fleet.gens.values() if o.state is State.ACTIVE and o is not g]
+        self.fleet.record.has_served = self.fleet.record.has_served or bool(olds)
+        sig = signal_name(self.fleet.policy.signal_on_hup)
         old_pids = sorted(w.pid for o in olds for w in o.workers)
         pids = ",".join(str(p) for p in old_pids) or "none"
-        self._log(f"new worker is now running, sending {sig} to old workers:{pids}")
-        delay = self.policy.effective_kill_old_delay
+        self.fleet.log(f"new worker is now running, sending {sig} to old workers:{pids}")
+        delay = self.fleet.policy.effective_kill_old_delay
         if olds and delay > 0:
-            self._log(f"sleeping {delay:g} secs before killing old workers")
+            self.fleet.log(f"sleeping {delay:g} secs before killing old workers")
         for o in olds:
             o.retire_at = now + delay if o.retire_at is None else min(o.retire_at, now + delay)
-            self.slots.drop(o.number)  # replaced as a whole now
+            self.fleet.slots.drop(o.number)  # replaced as a whole now
         pid_text = ",".join(str(w.pid) for w in sorted(g.workers, key=lambda w: w.slot))
         serving = f"STATUS=generation {g.number} (pid {pid_text}) is serving"
-        follows = self.restarts.take_pending()
+        follows = self.fleet.restarts.take_pending()
         if follows:
             # A reload requested meanwhile is not done yet: READY=1 waits for it.
-            self._out.append(NotifyUpstream(serving + "; one more restart follows"))
+            self.fleet.out.append(NotifyUpstream(serving + "; one more restart follows"))
         else:
-            self._out.append(NotifyUpstream("READY=1\n" + serving))
+            self.fleet.out.append(NotifyUpstream("READY=1\n" + serving))
         if follows:
-            self._log("starting the restart that was requested during the last start")
-            self._new_generation(now)
-
-    def _retire_worker(
-        self, w: Worker, signum: int, now: float, grace: Optional[float], group: bool = False
-    ) -> None:
-        # worker ACTIVE -> RETIRING, or STARTING -> RETIRING
-        self._move(w, State.RETIRING)
-        w.signalled_at = now
-        w.kill_after = grace
-        self._out.append(Kill(w.pid, signum, group))
-
-    def _retire(
-        self, g: Generation, signum: int, now: float, grace: Optional[float], group: bool = False
-    ) -> None:
-        # generation ACTIVE -> RETIRING, or STARTING -> RETIRING
-        self._move(g, State.RETIRING)
-        g.retire_at = None
-        g.retire_signal, g.retire_grace = signum, grace
-        self.slots.drop(g.number)
-        for w in g.workers:
-            if w.state is not State.RETIRING:
-                self._retire_worker(w, signum, now, grace, group)
-        self._end_if_empty(g)  # no worker left to wait for (all died, none on its way)
-
-    def _end_if_empty(self, g: Generation) -> None:
-        """A retiring generation with no worker left and none on its way is gone."""
-        if g.state is State.RETIRING and not g.workers and not g.pending:
-            # generation RETIRING -> EXITED
-            self._move(g, State.EXITED)
+            self.fleet.log("starting the restart that was requested during the last start")
+            self.fleet.new_generation(now)
 
     def _failed(self, g: Generation, now: float, reason: str) -> None:
         """A generation's start failed: count it and schedule the next one with backoff."""
-        self.record.failed(g.number, reason, now)
+        self.fleet.record.failed(g.number, reason, now)
         self._count_failure(now)
-        if self.stopping:
+        if self.stop.stopping:
             return
-        cur = self.current()
+        cur = self.fleet.current()
         if cur is not None:
             # The reload is over, failed: the old generation keeps serving.
-            self._out.append(
+            self.fleet.out.append(
                 NotifyUpstream(
                     f"READY=1\nSTATUS=generation {g.number} failed to start ({reason}); "
                     f"generation {cur.number} (pid {cur.pid}) is still serving"
                 )
             )
-        delay = self.backoff_delay()
+        delay = self.fleet.backoff_delay()
         at = max(g.spawned_at + delay, now)
-        self.restarts.retry_at(at)
+        self.fleet.restarts.retry_at(at)
         wait = at - now
-        self._log(f"next attempt in {wait:.3g} s (failed starts in a row: {self.failures})")
-        self.restarts.take_pending()  # the next attempt runs the newest code anyway
+        failures = self.fleet.failures
+        self.fleet.log(f"next attempt in {wait:.3g} s (failed starts in a row: {failures})")
+        self.fleet.restarts.take_pending()  # the next attempt runs the newest code anyway
 
     def _fail_generation(self, g: Generation, now: float, reason: str) -> None:
         """Stop what is left of a generation that did not start, then count it."""
         for w in g.workers:
             w.failed_start = True
         if g.workers or g.pending:
-            self._retire(g, self.policy.signal_on_hup, now, self.policy.not_ready_grace)
+            p = self.fleet.policy
+            self.fleet.retire(g, p.signal_on_hup, now, p.not_ready_grace)
         else:
             # generation STARTING -> FAILED
-            self._move(g, State.FAILED)
+            self.fleet.move(g, State.FAILED)
         self._failed(g, now, reason)
 
     def _slot_failed(self, w: Worker, now: float) -> None:
         """A worker replaced alone did not start: try its slot again after the backoff."""
         self._count_failure(now)
-        if self.stopping or self.gens.get(w.number) is not self.current():
+        if self.stop.stopping or self.fleet.gens.get(w.number) is not self.fleet.current():
             return
-        delay = self.backoff_delay()
-        self.slots.retry(w.number, w.slot, max(w.spawned_at + delay, now))
-        self._log(
+        delay = self.fleet.backoff_delay()
+        self.fleet.slots.retry(w.number, w.slot, max(w.spawned_at + delay, now))
+        self.fleet.log(
             f"slot {w.slot}: next attempt in {max(w.spawned_at + delay - now, 0):.3g} s "
-            f"(failed starts in a row: {self.failures})",
+            f"(failed starts in a row: {self.fleet.failures})",
             w,
         )
-
-    def _uptime(self, w: Worker, now: float) -> float:
-        return now - w.started_at if w.started_at is not None else 0.0
 
     def _crashed(self, w: Worker, now: float) -> bool:
         """A started worker died on its own: True to respawn it at once.
@@ -380,143 +320,126 @@ class Supervisor:
         once, as the original does, and clears the count; an earlier death is
         a crash in a row, respawned at once only if it is the first.
         """
-        if self._uptime(w, now) >= self.policy.min_uptime:
-            self.backoff.clear()
-            self.record.has_served = True
+        if self.fleet.uptime(w, now) >= self.fleet.policy.min_uptime:
+            self.fleet.backoff.clear()
+            self.fleet.record.has_served = True
             return True
         self._count_failure(now, w)
-        return self.failures <= 1
+        return self.fleet.failures <= 1
 
     def _count_failure(self, now: float, crashed: Optional[Worker] = None) -> None:
         """One more failure in a row (``crashed``: the worker that died early);
         at the third with nothing ever served, a hint in the log."""
-        self.backoff.failed(now, None if crashed is None else crashed.started_at)
-        serving = any(w.state is State.ACTIVE for w in self.workers())
-        if self.record.hint_due(self.failures, serving):
-            self._log(never_started_hint(self.failures, self.port_env, self.policy.wait_ready))
+        self.fleet.backoff.failed(now, None if crashed is None else crashed.started_at)
+        serving = any(w.state is State.ACTIVE for w in self.fleet.workers())
+        if self.fleet.record.hint_due(self.fleet.failures, serving):
+            f = self.fleet
+            f.log(never_started_hint(f.failures, f.port_env, f.policy.wait_ready))
 
     # ---- event handlers ---------------------------------------------------
 
-    def _new_generation(self, now: float) -> None:
-        self.restarts.started()
-        self.last_number += 1
-        self.gens[self.last_number] = Generation(
-            self.last_number, State.STARTING, now, pending=list(range(self.policy.workers))
-        )
-        for slot in range(self.policy.workers):
-            self._out.append(Spawn(self.last_number, slot))
-
     def _request_restart(self, why: str) -> None:
-        if self.stopping:
-            self._log(f"{why} ignored: shutting down")
+        if self.stop.stopping:
+            self.fleet.log(f"{why} ignored: shutting down")
             return
-        starting = self.starting()
-        line = self.restarts.request(why, None if starting is None else starting.number)
+        starting = self.fleet.starting()
+        line = self.fleet.restarts.request(why, None if starting is None else starting.number)
         if line is not None:
-            self._log(line)
+            self.fleet.log(line)
             return
-        self._new_generation(self._now)
+        self.fleet.new_generation(self.fleet.now)
 
     def _on_spawned(self, ev: Spawned, now: float) -> None:
         self._apply_overrides(ev.overrides)
-        g = self.gens.get(ev.number)
+        g = self.fleet.gens.get(ev.number)
         if g is None:  # pragma: no cover - a generation waits for its spawns
             self._stop_leftover(ev.pid, now)  # never a process nobody supervises
             return
         g.answered(ev.slot)
         w = Worker(ev.number, ev.slot, ev.pid, State.STARTING, spawned_at=now)
-        w.jitter = ev.jitter * self.policy.auto_restart_jitter
+        w.jitter = ev.jitter * self.fleet.policy.auto_restart_jitter
         if g.state is State.ACTIVE:
             old = [x for x in g.in_slot(ev.slot) if x.state is State.ACTIVE]
             w.replaces = old[0].pid if old else None
         g.workers.append(w)
-        self._log(f"starting new worker {ev.pid}", w)
+        self.fleet.log(f"starting new worker {ev.pid}", w)
         if g.state is State.RETIRING:
             # Its generation was told to go while it was being spawned: it goes too.
             w.failed_start = g.started_at is None
             sig = signal_name(g.retire_signal)
-            self._log(f"generation {g.number} is retiring; sending {sig} to new worker {w.pid}", w)
-            self._retire_worker(w, g.retire_signal, now, g.retire_grace)
+            self.fleet.log(
+                f"generation {g.number} is retiring; sending {sig} to new worker {w.pid}", w
+            )
+            self.fleet.retire_worker(w, g.retire_signal, now, g.retire_grace)
 
     def _on_spawn_failed(self, ev: SpawnFailed, now: float) -> None:
-        self._log(f"failed to start generation {ev.number}: {ev.reason}", None)
-        g = self.gens.get(ev.number)
+        self.fleet.log(f"failed to start generation {ev.number}: {ev.reason}", None)
+        g = self.fleet.gens.get(ev.number)
         if g is None:  # pragma: no cover - a generation waits for its spawns
             return
         g.answered(ev.slot)
         if g.state is State.RETIRING:
-            self._end_if_empty(g)  # told to go meanwhile: nothing to retry
+            self.fleet.end_if_empty(g)  # told to go meanwhile: nothing to retry
             return
         if g.state is State.STARTING:
-            if not self.record.ever_started and len(self.gens) == 1:
-                self._give_up(g, ev, now)
+            if not self.fleet.record.ever_started and len(self.fleet.gens) == 1:
+                self.stop.give_up(g, ev, now)
                 return
             self._fail_generation(g, now, ev.reason)
             return
         ghost = Worker(ev.number, ev.slot, 0, State.STARTING, spawned_at=now)
         self._slot_failed(ghost, now)
 
-    def _give_up(self, g: Generation, ev: SpawnFailed, now: float) -> None:
-        """Nothing runs and nothing can: kill what was spawned, exit 1 once it is gone
-        (a sibling whose Spawned is still queued included)."""
-        self.stopping = True
-        self.exit_code = 1
-        self.record.failed(ev.number, ev.reason)
-        self._log("giving up: the first generation could not be started")
-        for w in g.workers:
-            w.failed_start = True
-        self._retire(g, signal.SIGKILL, now, None, group=True)
-
     def _on_leftovers(self, ev: Leftovers, now: float) -> None:
         for pid in ev.pids:
-            if pid in self.leftover_pids or self.by_pid(pid) is not None:
+            if pid in self.fleet.leftover_pids or self.fleet.by_pid(pid) is not None:
                 continue
-            self._log(f"stopping leftover process {pid}: the worker that started it is gone")
+            self.fleet.log(f"stopping leftover process {pid}: the worker that started it is gone")
             self._stop_leftover(pid, now)
 
     def _stop_leftover(self, pid: int, now: float) -> None:
-        self.leftover_pids.stopping(pid, now)
-        self._out.append(Kill(pid, signal.SIGTERM))
+        self.fleet.leftover_pids.stopping(pid, now)
+        self.fleet.out.append(Kill(pid, signal.SIGTERM))
 
     def _on_exited(self, ev: Exited, now: float) -> None:
-        w = self.by_pid(ev.pid)
+        w = self.fleet.by_pid(ev.pid)
         if w is None:
-            if self.leftover_pids.exited(ev.pid):
-                self._log(f"leftover process {ev.pid} exited, status:{ev.status} "
+            if self.fleet.leftover_pids.exited(ev.pid):
+                self.fleet.log(f"leftover process {ev.pid} exited, status:{ev.status} "
                           f"({ev.description})")
             return
-        g = self.gens[w.number]
+        g = self.fleet.gens[w.number]
         # Whatever the main process left in its process group goes with it.
-        self._out.append(Kill(w.pid, signal.SIGTERM, group=True))
+        self.fleet.out.append(Kill(w.pid, signal.SIGTERM, group=True))
         st = f"status:{ev.status} ({ev.description})"
         if w.state is State.STARTING:
             self._died_starting(w, g, now, st, ev.description)
             return
-        was_current = g is self.current()
+        was_current = g is self.fleet.current()
         was_active = w.state is State.ACTIVE
         # worker ACTIVE -> EXITED, RETIRING -> EXITED
-        self._move(w, State.EXITED)
+        self.fleet.move(w, State.EXITED)
         if g.state is State.STARTING:
             # One of several workers started, then died before its siblings did.
-            self._log(f"new worker {w.pid} died during its generation's start, {st}", w)
+            self.fleet.log(f"new worker {w.pid} died during its generation's start, {st}", w)
             self._fail_generation(g, now, f"a worker exited during the start ({ev.description})")
             return
-        if self.stopping:
-            self._log(f"worker {w.pid} died, {st}", w)
+        if self.stop.stopping:
+            self.fleet.log(f"worker {w.pid} died, {st}", w)
         elif w.failed_start:
-            self._log(f"worker {w.pid} (never ready) exited, {st}", w)
-        elif was_current and was_active and self.policy.workers > 1:
+            self.fleet.log(f"worker {w.pid} (never ready) exited, {st}", w)
+        elif was_current and was_active and self.fleet.policy.workers > 1:
             self._slot_died(w, g, now, st)
-        elif was_current and was_active and self.starting() is None:
+        elif was_current and was_active and self.fleet.starting() is None:
             self._generation_died(w, now, st)
         else:
-            self._log(f"old worker {w.pid} died, {st}", w)
+            self.fleet.log(f"old worker {w.pid} died, {st}", w)
         self._end_after_exit(g, was_current)
 
     def _died_starting(self, w: Worker, g: Generation, now: float, st: str, how: str) -> None:
         # worker STARTING -> FAILED
-        self._log(f"new worker {w.pid} seems to have failed to start, exit {st}", w)
-        self._move(w, State.FAILED)
+        self.fleet.log(f"new worker {w.pid} seems to have failed to start, exit {st}", w)
+        self.fleet.move(w, State.FAILED)
         if g.state is State.STARTING:
             self._fail_generation(g, now, f"exited before it started ({how})")
         else:
@@ -526,89 +449,62 @@ class Supervisor:
         """A serving worker of the current generation (--workers) died."""
         replacement = [x for x in g.in_slot(w.slot) if x.state is State.STARTING]
         if replacement:
-            self._log(f"worker {w.pid} (slot {w.slot}) died, {st}", w)
+            self.fleet.log(f"worker {w.pid} (slot {w.slot}) died, {st}", w)
             return
-        self._log(f"worker {w.pid} (slot {w.slot}) died unexpectedly with {st}", w)
+        self.fleet.log(f"worker {w.pid} (slot {w.slot}) died unexpectedly with {st}", w)
         if self._crashed(w, now):
-            self._spawn_slot(g, w.slot, "replacing it")
+            self.fleet.spawn_slot(g, w.slot, "replacing it")
             return
-        self.slots.retry(g.number, w.slot, now + self.backoff_delay())
-        self._log(
-            f"slot {w.slot}: next attempt in {self.backoff_delay():.3g} s "
-            f"(crashes in a row: {self.failures})",
+        self.fleet.slots.retry(g.number, w.slot, now + self.fleet.backoff_delay())
+        self.fleet.log(
+            f"slot {w.slot}: next attempt in {self.fleet.backoff_delay():.3g} s "
+            f"(crashes in a row: {self.fleet.failures})",
             w,
         )
 
     def _generation_died(self, w: Worker, now: float, st: str) -> None:
         """The serving generation's only worker died, with nothing starting."""
-        self._log(f"worker {w.pid} died unexpectedly with {st}, restarting", w)
+        self.fleet.log(f"worker {w.pid} died unexpectedly with {st}, restarting", w)
         if self._crashed(w, now):
-            self._new_generation(now)
+            self.fleet.new_generation(now)
             return
-        at = now + self.backoff_delay()
-        self.restarts.retry_at(at)
-        self._log(
-            f"it had run only {self._uptime(w, now):.3g} s since its start; next "
-            f"attempt in {at - now:.3g} s (crashes in a row: {self.failures})"
+        at = now + self.fleet.backoff_delay()
+        self.fleet.restarts.retry_at(at)
+        self.fleet.log(
+            f"it had run only {self.fleet.uptime(w, now):.3g} s since its start; next "
+            f"attempt in {at - now:.3g} s (crashes in a row: {self.fleet.failures})"
         )
 
     def _end_after_exit(self, g: Generation, was_current: bool) -> None:
         """A generation whose last worker exited is gone, unless one is still being
         made for it (a slot's replacement: that ends it later)."""
-        if g.workers or g.pending or (g.state is State.ACTIVE and self.policy.workers > 1
-                                      and was_current and not self.stopping):
+        if g.workers or g.pending or (g.state is State.ACTIVE and self.fleet.policy.workers > 1
+                                      and was_current and not self.stop.stopping):
             return
         # generation ACTIVE -> EXITED, RETIRING -> EXITED
-        self._move(g, State.EXITED)
-        cur = self.current()
+        self.fleet.move(g, State.EXITED)
+        cur = self.fleet.current()
         if was_current and cur is not None and cur.retire_at is not None:
             cur.retire_at = None  # its successor is gone: it keeps serving
-            self._log(f"generation {cur.number} keeps serving", None)
-
-    def _spawn_slot(self, g: Generation, slot: int, why: str) -> None:
-        self.slots.spawned(g.number, slot)
-        g.pending.append(slot)
-        g.restarts[slot] = g.restarts.get(slot, 0) + 1
-        self._log(f"slot {slot}: {why}", None)
-        self._out.append(Spawn(g.number, slot))
+            self.fleet.log(f"generation {cur.number} keeps serving", None)
 
     def _on_signal(self, signum: int, now: float) -> None:
-        name = signal_name(signum)
         if signum == signal.SIGHUP:
-            if not self.stopping:
-                self._log("received HUP, spawning a new worker")
-                if self.record.ever_started:
+            if not self.stop.stopping:
+                self.fleet.log("received HUP, spawning a new worker")
+                if self.fleet.record.ever_started:
                     # Every reload request gets its RELOADING=1 (systemd's
                     # Type=notify-reload matches it by the timestamp), even one
                     # coalesced into a pending restart; READY=1 ends them all.
                     usec = int(now * 1_000_000)
-                    self._out.append(NotifyUpstream(f"RELOADING=1\nMONOTONIC_USEC={usec}"))
+                    self.fleet.out.append(NotifyUpstream(f"RELOADING=1\nMONOTONIC_USEC={usec}"))
             self._request_restart("HUP")
             return
-        if signum not in _STOP_SIGNALS:
-            return
-        if self.stopping:
-            self._log(f"received {name} while stopping; still waiting for workers")
-            return
-        self.stopping = True
-        self.restarts.cancel()
-        self.slots.clear()
-        sig = self.policy.signal_on_term if signum == signal.SIGTERM else signal.SIGTERM
-        pids = ",".join(str(w.pid) for w in sorted(self.workers(), key=lambda w: w.pid))
-        self._log(f"received {name}, sending {signal_name(sig)} to all workers:{pids}")
-        self._out.append(NotifyUpstream("STOPPING=1"))
-        for pid in self.leftover_pids.terminated():
-            self._out.append(Kill(pid, signal.SIGTERM))
-        for g in sorted(self.gens.values(), key=lambda g: g.number):
-            if g.state is not State.RETIRING:
-                self._retire(g, sig, now, self.policy.stop_timeout)
-            else:  # already told to go; its own deadlines still hold
-                for w in g.workers:
-                    if w.state is not State.RETIRING:
-                        self._retire_worker(w, sig, now, self.policy.stop_timeout)
+        if signum in STOP_SIGNALS:
+            self.stop.on_signal(signum, now)
 
     def _on_notify(self, ev: Notified, now: float) -> None:
-        g = self.gens.get(ev.number)
+        g = self.fleet.gens.get(ev.number)
         if g is None:
             return
         targets = [w for w in g.workers if ev.pid is None or w.pid == ev.pid]
@@ -624,10 +520,10 @@ class Supervisor:
                     self._worker_started(w, now, "ready")
 
     def _on_measured(self, ev: Measured, now: float) -> None:
-        cur = self.current()
-        if not self.policy.checks_health or cur is None:
+        cur = self.fleet.current()
+        if not self.fleet.policy.checks_health or cur is None:
             return
-        busy = self.slots.busy_slots(cur)
+        busy = self.fleet.slots.busy_slots(cur)
         for w in cur.workers:
             if w.pid not in ev.usage and w.pid not in ev.fds:
                 continue
@@ -635,27 +531,27 @@ class Supervisor:
             fds = ev.fds.get(w.pid)
             w.fds = None if fds is None else fds.count
             for pid, why in health.newly_unreadable(w, fds):
-                self._log(f"cannot read the fds of process {pid} ({why}); not counted", w)
+                self.fleet.log(f"cannot read the fds of process {pid} ({why}); not counted", w)
             if w.state is not State.ACTIVE or self._being_replaced(w, busy):
                 w.over_limit = w.over_fds = 0  # a verdict is already being carried out
                 continue
-            verdict = health.verdict(w, fds, self.policy)
+            verdict = health.verdict(w, fds, self.fleet.policy)
             if verdict is None:
                 continue
             what, why = verdict
-            if self.policy.workers > 1:
-                self._log(f"worker {w.pid} (slot {w.slot}) {what}; replacing it", w)
-                self.slots.enqueue(cur.number, w.slot, why)
+            if self.fleet.policy.workers > 1:
+                self.fleet.log(f"worker {w.pid} (slot {w.slot}) {what}; replacing it", w)
+                self.fleet.slots.enqueue(cur.number, w.slot, why)
                 busy.add(w.slot)
             else:
-                self._log(f"generation {cur.number} {what}; restarting", w)
+                self.fleet.log(f"generation {cur.number} {what}; restarting", w)
                 self._request_restart(why)
 
     def _being_replaced(self, w: Worker, busy: set[int]) -> bool:
         """Whether ``w`` already has a successor on its way (no second verdict then);
         ``busy``: the busy slots of its generation."""
-        if self.policy.workers == 1:
-            return self.starting() is not None or self.restarts.pending
+        if self.fleet.policy.workers == 1:
+            return self.fleet.starting() is not None or self.fleet.restarts.pending
         return w.slot in busy
 
     # ---- timers -----------------------------------------------------------
@@ -675,15 +571,15 @@ class Supervisor:
     def _due_starts(self) -> list[tuple[float, Any]]:
         return [
             (self._start_deadline(w), w)
-            for g in self.gens.values()
+            for g in self.fleet.gens.values()
             for w in g.workers
             if w.state is State.STARTING
         ]
 
     def _fire_starts(self, items: list[Worker], now: float) -> None:
-        p = self.policy
+        p = self.fleet.policy
         for w in sorted(items, key=lambda w: (w.number, w.slot)):
-            if w.state is not State.STARTING or w.number not in self.gens:
+            if w.state is not State.STARTING or w.number not in self.fleet.gens:
                 continue  # an earlier one's verdict settled it
             if p.wait_ready:
                 self._not_ready(w, now)
@@ -691,22 +587,23 @@ class Supervisor:
                 self._worker_started(w, now, f"alive after {p.interval:g} s")
 
     def _due_retire(self) -> list[tuple[float, Any]]:
-        cur = self.current()
+        cur = self.fleet.current()
         return [
             (g.retire_at, g)
-            for g in self.gens.values()
+            for g in self.fleet.gens.values()
             if g.state is State.ACTIVE and g.retire_at is not None and g is not cur
         ]
 
     def _fire_retire(self, items: list[Generation], now: float) -> None:
-        self._log("killing old workers")
+        self.fleet.log("killing old workers")
         for g in sorted(items, key=lambda g: g.number):
-            self._retire(g, self.policy.signal_on_hup, now, self.policy.stop_timeout)
+            p = self.fleet.policy
+            self.fleet.retire(g, p.signal_on_hup, now, p.stop_timeout)
 
     def _due_kills(self) -> list[tuple[float, Any]]:
         return [
             (w.signalled_at + w.kill_after, w)
-            for g in self.gens.values()
+            for g in self.fleet.gens.values()
             for w in g.workers
             if w.state is State.RETIRING
             and w.kill_after is not None
@@ -717,95 +614,97 @@ class Supervisor:
     def _fire_kills(self, items: list[Worker], now: float) -> None:
         for w in sorted(items, key=lambda w: (w.number, w.slot)):
             w.killed = True
-            self._log(
+            self.fleet.log(
                 f"worker {w.pid} did not exit {w.kill_after:g} s after it was signalled; "
                 "sending KILL to its process group",
                 w,
             )
-            self._out.append(Kill(w.pid, signal.SIGKILL, group=True))
+            self.fleet.out.append(Kill(w.pid, signal.SIGKILL, group=True))
 
     def _due_leftovers(self) -> list[tuple[float, Any]]:
-        return list(self.leftover_pids.due(self.policy.stop_timeout))
+        return list(self.fleet.leftover_pids.due(self.fleet.policy.stop_timeout))
 
     def _fire_leftovers(self, items: list[int], now: float) -> None:
         for pid in sorted(items):
-            self.leftover_pids.killed(pid)
-            self._log(f"leftover process {pid} did not exit; sending KILL")
-            self._out.append(Kill(pid, signal.SIGKILL))
+            self.fleet.leftover_pids.killed(pid)
+            self.fleet.log(f"leftover process {pid} did not exit; sending KILL")
+            self.fleet.out.append(Kill(pid, signal.SIGKILL))
 
     def _due_respawn(self) -> list[tuple[float, Any]]:
         """The next attempt at a new generation, after the backoff (none while one starts)."""
-        at = self.restarts.respawn_at
-        if self.stopping or at is None or self.starting() is not None:
+        at = self.fleet.restarts.respawn_at
+        if self.stop.stopping or at is None or self.fleet.starting() is not None:
             return []
         return [(at, None)]
 
     def _fire_respawn(self, items: list[None], now: float) -> None:
-        self._new_generation(now)
+        self.fleet.new_generation(now)
 
     def _due_slot_respawn(self) -> list[tuple[float, Any]]:
         """Slots of the current generation to try again after the backoff."""
-        cur = self.current()
-        if self.stopping or cur is None:
+        cur = self.fleet.current()
+        if self.stop.stopping or cur is None:
             return []
-        return self.slots.waiting(cur.number)
+        return self.fleet.slots.waiting(cur.number)
 
     def _fire_slot_respawn(self, items: list[tuple[int, int]], now: float) -> None:
         for number, slot in sorted(items):
-            self._spawn_slot(self.gens[number], slot, "starting a new worker")
+            self.fleet.spawn_slot(self.fleet.gens[number], slot, "starting a new worker")
 
     def _due_auto_restart(self) -> list[tuple[float, Any]]:
+        f = self.fleet
         blocked = (
-            self.stopping or self.restarts.respawn_at is not None or self.starting() is not None
+            self.stop.stopping or f.restarts.respawn_at is not None or f.starting() is not None
         )
-        auto = autorestart.generation_due(self.policy, self.current(), bool(self.olds()), blocked)
+        auto = autorestart.generation_due(f.policy, f.current(), bool(f.olds()), blocked)
         return [] if auto is None else [auto]
 
     def _fire_auto_restart(self, items: list[bool], now: float) -> None:
         forced = "forced, " if items[0] else ""
-        interval = self.policy.auto_restart_interval
-        self._log(f"autorestart triggered ({forced}interval={interval:g})")
-        self._new_generation(now)
+        interval = self.fleet.policy.auto_restart_interval
+        self.fleet.log(f"autorestart triggered ({forced}interval={interval:g})")
+        self.fleet.new_generation(now)
 
     def _due_worker_auto(self) -> list[tuple[float, Any]]:
-        return list(autorestart.workers_due(self.policy, self.current(), self.slots, self.stopping))
+        f = self.fleet
+        return list(autorestart.workers_due(f.policy, f.current(), f.slots, self.stop.stopping))
 
     def _fire_worker_auto(self, items: list[Worker], now: float) -> None:
         for w in items:
-            self.slots.enqueue(w.number, w.slot, "auto-restart")
+            self.fleet.slots.enqueue(w.number, w.slot, "auto-restart")
 
     def _due_replace(self) -> list[tuple[float, Any]]:
         """The next in-place replacement, due at once when one may start."""
-        cur = self.current()
-        if self.stopping or cur is None or self.starting() is not None:
+        cur = self.fleet.current()
+        if self.stop.stopping or cur is None or self.fleet.starting() is not None:
             return []
-        nxt = self.slots.next(cur)
-        return [] if nxt is None else [(self._now, nxt)]
+        nxt = self.fleet.slots.next(cur)
+        return [] if nxt is None else [(self.fleet.now, nxt)]
 
     def _fire_replace(self, items: list[tuple[int, int, str]], now: float) -> None:
         number, slot, why = items[0]
-        self.slots.take(items[0])
-        self._spawn_slot(self.gens[number], slot, f"replacing its worker ({why})")
+        self.fleet.slots.take(items[0])
+        self.fleet.spawn_slot(self.fleet.gens[number], slot, f"replacing its worker ({why})")
 
     def _due_measure(self) -> list[tuple[float, Any]]:
-        return list(self.checks.due(self.policy, self.stopping))
+        return list(self.fleet.checks.due(self.fleet.policy, self.stop.stopping))
 
     def _fire_measure(self, items: list[None], now: float) -> None:
-        self.checks.checked(now, self.policy)
-        serving = self.current()
+        self.fleet.checks.checked(now, self.fleet.policy)
+        serving = self.fleet.current()
         if serving is not None and serving.workers:
             pids = tuple(w.pid for w in serving.workers)
-            self._out.append(Measure(pids, fds=self.policy.counts_fds))
+            self.fleet.out.append(Measure(pids, fds=self.fleet.policy.counts_fds))
 
     def _not_ready(self, w: Worker, now: float) -> None:
-        p = self.policy
-        self._log(f"new worker {w.pid} not ready after {p.ready_timeout:g} s; stopping it", w)
-        g = self.gens[w.number]
+        p = self.fleet.policy
+        self.fleet.log(f"new worker {w.pid} not ready after {p.ready_timeout:g} s; stopping it", w)
+        g = self.fleet.gens[w.number]
         if g.state is State.STARTING:
             self._fail_generation(g, now, f"not ready within {p.ready_timeout:g} s")
         else:
             w.failed_start = True
-            self._retire_worker(w, p.signal_on_hup, now, p.not_ready_grace)
+            self.fleet.retire_worker(w, p.signal_on_hup, now, p.not_ready_grace)
             self._slot_failed(w, now)
 
     # ---- helpers ----------------------------------------------------------
@@ -815,7 +714,7 @@ class Supervisor:
 
         Applied on top of the configured policy, so a removed file reverts.
         """
-        p = self.base_policy
+        p = self.fleet.base_policy
         name = ""
         try:
             if "KILL_OLD_DELAY" in env:
@@ -829,69 +728,42 @@ class Supervisor:
                 p = replace(p, auto_restart_interval=interval)
         except SpecError as exc:
             # One bad file must not stop the starter: it goes on with the configured values.
-            self._log(f"ignoring the envdir's policy values: {name}: {exc}")
+            self.fleet.log(f"ignoring the envdir's policy values: {name}: {exc}")
             return
-        self.policy = p
-
-    def _log(self, message: str, w: Optional[Union[Worker, Generation]] = None) -> None:
-        self.last_event = (message, self._now)
-        if w is None:
-            self._out.append(Log(message))
-        else:
-            self._out.append(Log(message, w.number, w.pid or None))
+        self.fleet.policy = p
 
     def snapshot(self) -> Publish:
         """What the status files show, as of now: a pure query. The loop writes
         it once per batch of events, when it differs from the last one written."""
-        at = self.restarts.respawn_at
+        at = self.fleet.restarts.respawn_at
         due = [at] if at is not None else []
-        due += self.slots.retry_at.values()
+        due += self.fleet.slots.retry_at.values()
         return Publish(
-            worker_views(self.gens.values()), self.last_number,
-            self.record.number, self.record.reason, self.record.at,
-            min(due) if due else None, *self.last_event,
+            worker_views(self.fleet.gens.values()), self.fleet.last_number,
+            self.fleet.record.number, self.fleet.record.reason, self.fleet.record.at,
+            min(due) if due else None, *self.fleet.last_event,
         )
 
     # ---- the hand-over of an upgrade (upgrade.py) -----------------------------
 
-    # Plain values kept as they are; times are the monotonic clock's readings,
-    # which an exec (same process, same boot) leaves valid.
-    _PLAIN = (
-        "last_number", "stopping", "done", "exit_code", "port_env",
-    )
     # The envdir's values in force (Spawned overrides), on top of the configured policy.
     _OVERRIDDEN = ("kill_old_delay", "auto_restart", "auto_restart_interval")
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {name: getattr(self, name) for name in self._PLAIN}
-        d["gens"] = [generation_to_dict(g) for g in self.gens.values()]
-        d["slots"] = self.slots.to_dict()
-        d["backoff"] = self.backoff.to_dict()
-        d.update(self.record.to_dict())
-        d.update(self.restarts.to_dict())
-        d["next_measure"] = self.checks.next_at
-        d["leftovers"] = self.leftover_pids.to_dict()
-        d["last_event"] = list(self.last_event)
-        d["policy"] = {name: getattr(self.policy, name) for name in self._OVERRIDDEN}
+        """Plain values; times are the monotonic clock's readings, which an
+        exec (same process, same boot) leaves valid."""
+        d = self.fleet.to_dict()
+        d.update(self.stop.to_dict())
+        d["policy"] = {name: getattr(self.fleet.policy, name) for name in self._OVERRIDDEN}
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], policy: Policy) -> Supervisor:
         """The core as ``to_dict`` left it, under ``policy`` (the configured one)."""
         sup = cls(policy)
-        for name in cls._PLAIN:
-            if name in d:
-                setattr(sup, name, d[name])
-        sup.gens = {g.number: g for g in map(generation_from_dict, d["gens"])}
-        sup.slots = Replacements.from_dict(d["slots"])
-        sup.backoff = Backoff.from_dict(d["backoff"])
-        sup.record = FailureRecord.from_dict(d)
-        sup.restarts = Restarts.from_dict(d)
-        sup.checks.next_at = d.get("next_measure")
-        sup.leftover_pids = LeftoverPids.from_dict(d["leftovers"])
-        message, at = d["last_event"]
-        sup.last_event = (str(message), at)
-        sup.policy = replace(policy, **d.get("policy", {}))
+        sup.fleet.load(d)
+        sup.stop.load(d)
+        sup.fleet.policy = replace(policy, **d.get("policy", {}))
         return sup
 
 

@@ -8,6 +8,13 @@ if TYPE_CHECKING:
 
     from .policy import Policy
 
+# From the second failure in a row on, the delay doubles from at least this
+# (seconds) and is never shorter, whatever --interval and --backoff-max say:
+# with --interval 0 a command that exits at once would otherwise be retried in
+# a busy loop, forever. The first retry still waits only --interval, as the
+# original's does, and a deploy (HUP) never waits for the backoff.
+BACKOFF_FLOOR = 0.05
+
 
 class Backoff:
     """The count of failed starts in a row; a start ends the run of failures.
@@ -24,9 +31,12 @@ class Backoff:
         self.last_success_at: Optional[float] = None
 
     def delay(self, p: Policy) -> float:
-        """--interval doubled for each failure in a row after the first, capped."""
-        cap = max(p.backoff_max, p.interval)
-        return float(min(p.interval * 2 ** max(self.failures - 1, 0), cap))
+        """--interval doubled for each failure in a row after the first, capped;
+        from the second on, doubled from at least ``BACKOFF_FLOOR``."""
+        if self.failures <= 1:
+            return float(p.interval)
+        cap = max(p.backoff_max, p.interval, BACKOFF_FLOOR)
+        return float(min(max(p.interval, BACKOFF_FLOOR) * 2 ** (self.failures - 1), cap))
 
     def succeeded(self, now: float) -> None:
         self.last_success_at = now

@@ -15,6 +15,9 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
+import pytest
+
+from start_server.backoff import BACKOFF_FLOOR, Backoff
 from start_server.core import (
     Exited,
     Log,
@@ -22,6 +25,7 @@ from start_server.core import (
     Signalled,
     Spawn,
     Spawned,
+    SpawnFailed,
     Start,
     State,
     Supervisor,
@@ -120,6 +124,77 @@ def test_failed_starts_still_back_off_without_a_start_in_between() -> None:
         assert due == t + 2 ** (count - 1)
         assert spawns(tick(s, due)) == [(n + 1, 0)]
         n, t = n + 1, due
+
+
+# ---- the floor: --interval 0 is no busy loop ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("interval", "backoff_max", "expected"),
+    [
+        (1.0, 30.0, [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]),  # the floor changes nothing
+        (0.5, 3.0, [0.5, 1.0, 2.0, 3.0, 3.0, 3.0, 3.0]),
+        (0.0, 30.0, [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2]),  # first retry at once, then doubling
+        (0.01, 0.3, [0.01, 0.1, 0.2, 0.3, 0.3, 0.3, 0.3]),
+        (0.0, 0.0, [0.0] + [BACKOFF_FLOOR] * 6),  # --backoff-max 0 cannot undo the floor
+    ],
+)
+def test_backoff_delays(interval: float, backoff_max: float, expected: list[float]) -> None:
+    b = Backoff()
+    p = Policy(interval=interval, backoff_max=backoff_max)
+    delays = []
+    for n in range(len(expected)):
+        b.failed(float(n))
+        delays.append(round(b.delay(p), 9))
+    assert delays == expected
+
+
+def test_interval_zero_command_exiting_at_once_backs_off_from_the_floor() -> None:
+    """--interval 0: the worker has started when it is spawned, and dies at once."""
+    s = make(interval=0.0, backoff_max=30.0)
+    acts = s.handle(Start(), 0.0)
+    n, t, delays = 1, 0.0, []
+    for _ in range(6):
+        spawned(s, n, t)
+        assert s.gens[n].state is State.ACTIVE
+        acts = died(s, 100 * n, t)
+        if spawns(acts):
+            delays.append(0.0)
+        else:
+            due = s.next_deadline()
+            assert due is not None
+            delays.append(round(due - t, 9))
+            acts = tick(s, due)
+            t = due
+        assert spawns(acts) == [(n + 1, 0)]
+        n += 1
+    assert delays == [0.0, 0.1, 0.2, 0.4, 0.8, 1.6]
+
+
+def test_interval_zero_spawn_failures_back_off_from_the_floor() -> None:
+    """--interval 0 and a command that cannot be executed any more; a deploy
+    (HUP) during the backoff still starts at once."""
+    s = make(interval=0.0, backoff_max=30.0)
+    boot(s)
+    acts = hup(s, 10.0)
+    n, t, delays = 2, 10.0, []
+    for _ in range(5):
+        acts = s.handle(SpawnFailed(n, "No such file or directory"), t)
+        assert "failed starts in a row" in logs(acts)
+        if not spawns(acts):
+            due = s.next_deadline()
+            assert due is not None
+            delays.append(round(due - t, 9))
+            acts = tick(s, due)
+            t = due
+        else:
+            delays.append(0.0)
+        assert spawns(acts) == [(n + 1, 0)]
+        n += 1
+    assert delays == [0.0, 0.1, 0.2, 0.4, 0.8]
+    acts = s.handle(SpawnFailed(n, "No such file or directory"), t)
+    assert s.next_deadline() == t + 1.6
+    assert spawns(hup(s, t + 0.01)) == [(n + 1, 0)]
 
 
 # ---- --min-uptime: a serving worker that ran long enough is respawned at once -------

@@ -31,6 +31,7 @@ from dataclasses import replace
 
 from . import autorestart, health
 from .events import (
+    Asked,
     Exit,
     Exited,
     Fds,
@@ -55,6 +56,7 @@ from .failures import HINT_AFTER_FAILURES, never_started_hint
 from .fleet import Fleet
 from .generations import Generation, State, Worker
 from .policy import Policy
+from .scaling import Scaling
 from .spec import signal_name
 from .stopping import STOP_SIGNALS, Stopping
 from .values import SpecError, parse_seconds
@@ -70,6 +72,7 @@ __all__ = [
     "HINT_AFTER_FAILURES",
     "TIMERS",
     "Action",
+    "Asked",
     "Event",
     "Exit",
     "Exited",
@@ -108,6 +111,7 @@ class Supervisor:
     def __init__(self, policy: Policy) -> None:
         self.fleet = Fleet(policy)  # generations, workers, their bookkeeping
         self.stop = Stopping(self.fleet)  # TERM/INT/QUIT, the exit decision
+        self.scale = Scaling(self.fleet, self.stop)  # --scale, TTIN/TTOU, --restart --worker
 
     # ---- queries (the facade: the loop, upgrade.py and the tests read these) --
 
@@ -205,8 +209,11 @@ class Supervisor:
             self._on_measured(event, now)
         elif isinstance(event, Leftovers):
             self._on_leftovers(event, now)
+        elif isinstance(event, Asked):
+            self.scale.asked(event.id, event.kind, event.value)
         if not self.stop.done:
             self.run_due(now)
+        self.scale.settle()
         self.stop.settle()
         return self.fleet.out
 
@@ -220,8 +227,8 @@ class Supervisor:
         if g.state is State.STARTING:
             self.fleet.log(f"new worker {w.pid} is now running ({why})", w)
             live = [x for x in g.workers if not x.failed_start]
-            workers = self.fleet.policy.workers
-            if len(live) == workers and all(x.state is State.ACTIVE for x in live):
+            # All it was spawned with (a scale meanwhile applies once it serves).
+            if not g.pending and all(x.state is State.ACTIVE for x in live):
                 self._generation_started(g, now)
             return
         # A worker replaced alone, in an ACTIVE generation.
@@ -264,11 +271,14 @@ class Supervisor:
         if follows:
             self.fleet.log("starting the restart that was requested during the last start")
             self.fleet.new_generation(now)
+        else:
+            self.scale.generation_started(g)
 
     def _failed(self, g: Generation, now: float, reason: str) -> None:
         """A generation's start failed: count it and schedule the next one with backoff."""
         self.fleet.record.failed(g.number, reason, now)
         self._count_failure(now)
+        self.scale.asks.failed(f"generation {g.number} failed to start ({reason})")
         if self.stop.stopping:
             return
         cur = self.fleet.current()
@@ -303,6 +313,7 @@ class Supervisor:
     def _slot_failed(self, w: Worker, now: float) -> None:
         """A worker replaced alone did not start: try its slot again after the backoff."""
         self._count_failure(now)
+        self.scale.asks.failed(f"the new worker in slot {w.slot} did not start", w.slot)
         if self.stop.stopping or self.fleet.gens.get(w.number) is not self.fleet.current():
             return
         delay = self.fleet.backoff_delay()
@@ -363,6 +374,7 @@ class Supervisor:
             w.replaces = old[0].pid if old else None
         g.workers.append(w)
         self.fleet.log(f"starting new worker {ev.pid}", w)
+        self.scale.spawned(g, ev.slot)
         if g.state is State.RETIRING:
             # Its generation was told to go while it was being spawned: it goes too.
             w.failed_start = g.started_at is None
@@ -499,6 +511,9 @@ class Supervisor:
                     usec = int(now * 1_000_000)
                     self.fleet.out.append(NotifyUpstream(f"RELOADING=1\nMONOTONIC_USEC={usec}"))
             self._request_restart("HUP")
+            return
+        if signum in (signal.SIGTTIN, signal.SIGTTOU):
+            self.scale.step(signum)
             return
         if signum in STOP_SIGNALS:
             self.stop.on_signal(signum, now)
@@ -742,6 +757,7 @@ class Supervisor:
             worker_views(self.fleet.gens.values()), self.fleet.last_number,
             self.fleet.record.number, self.fleet.record.reason, self.fleet.record.at,
             min(due) if due else None, *self.fleet.last_event,
+            self.fleet.policy.workers, tuple(self.scale.asks.answers),
         )
 
     # ---- the hand-over of an upgrade (upgrade.py) -----------------------------
@@ -754,6 +770,7 @@ class Supervisor:
         exec (same process, same boot) leaves valid."""
         d = self.fleet.to_dict()
         d.update(self.stop.to_dict())
+        d.update(self.scale.to_dict())  # optional keys: a format-1 hand-over reads without
         d["policy"] = {name: getattr(self.fleet.policy, name) for name in self._OVERRIDDEN}
         return d
 
@@ -764,6 +781,7 @@ class Supervisor:
         sup.fleet.load(d)
         sup.stop.load(d)
         sup.fleet.policy = replace(policy, **d.get("policy", {}))
+        sup.scale.load(d)
         return sup
 
 

@@ -94,9 +94,20 @@ class Tick:
     """Time passed: perform whatever is due."""
 
 
+@dataclass(frozen=True)
+class Asked:
+    """A client's request over the control socket (scaling.py): ``kind`` ``scale``
+    (``value`` N, +K or -K) or ``worker`` (``value`` the slot to restart)."""
+
+    id: str
+    kind: str
+    value: str
+
+
 if TYPE_CHECKING:
     Event = Union[
-        Start, Spawned, SpawnFailed, Exited, Signalled, Notified, Measured, Leftovers, Tick
+        Start, Spawned, SpawnFailed, Exited, Signalled, Notified, Measured, Leftovers, Tick,
+        Asked,
     ]
 
 
@@ -170,6 +181,8 @@ class Publish:
     next_attempt: Optional[float] = None  # when the backoff lets the next start happen
     last_event: str = ""  # the newest log line of the core, and when
     last_event_at: Optional[float] = None
+    workers: int = 1  # the live count (--workers, then --scale)
+    answers: tuple[tuple[str, str, str], ...] = ()  # clients' requests: (id, state, message)
 
 
 @dataclass(frozen=True)

@@ -132,11 +132,13 @@ class Fleet:
         for slot in range(self.policy.workers):
             self.out.append(Spawn(self.last_number, slot))
 
-    def spawn_slot(self, g: Generation, slot: int, why: str) -> None:
-        """A new worker for ``slot`` of ``g``, replaced alone."""
+    def spawn_slot(self, g: Generation, slot: int, why: str, replaced: bool = True) -> None:
+        """A new worker for ``slot`` of ``g``, replaced alone (``replaced`` False: a
+        new slot, scaled up)."""
         self.slots.spawned(g.number, slot)
         g.pending.append(slot)
-        g.restarts[slot] = g.restarts.get(slot, 0) + 1
+        if replaced:
+            g.restarts[slot] = g.restarts.get(slot, 0) + 1
         self.log(f"slot {slot}: {why}", None)
         self.out.append(Spawn(g.number, slot))
 

@@ -43,6 +43,13 @@ class Replacements:
             del self.retry_at[key]
         self.queue = [r for r in self.queue if r[0] != number]
 
+    def drop_slots(self, number: int, first: int) -> None:
+        """Generation ``number`` was scaled down to ``first`` slots: none at or above
+        it is replaced any more."""
+        for key in [k for k in self.retry_at if k[0] == number and k[1] >= first]:
+            del self.retry_at[key]
+        self.queue = [r for r in self.queue if r[0] != number or r[1] < first]
+
     def clear(self) -> None:
         self.queue.clear()
         self.retry_at.clear()

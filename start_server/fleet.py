@@ -9,6 +9,8 @@ The parts of the core (stopping.py, ... ) hold a ``Fleet`` and act through it;
 
 from __future__ import annotations
 
+import signal
+
 from . import health
 from .backoff import Backoff
 from .events import Kill, Log, Spawn
@@ -141,6 +143,11 @@ class Fleet:
             g.restarts[slot] = g.restarts.get(slot, 0) + 1
         self.log(f"slot {slot}: {why}", None)
         self.out.append(Spawn(g.number, slot))
+
+    def stop_leftover(self, pid: int, now: float) -> None:
+        """``pid``, a child that is no worker, is sent TERM (KILL after --stop-timeout)."""
+        self.leftover_pids.stopping(pid, now)
+        self.out.append(Kill(pid, signal.SIGTERM))
 
     def retire_worker(
         self, w: Worker, signum: int, now: float, grace: Optional[float], group: bool = False

@@ -27,6 +27,8 @@ STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 
 
 class Stopping:
+    """Whether the starter is stopping, whether it is done, and its exit code."""
+
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
         self.stopping = False

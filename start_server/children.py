@@ -20,7 +20,7 @@ from .spec import signal_name
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import NoReturn, Optional
 
 
 class SpawnError(Exception):
@@ -95,33 +95,8 @@ def spawn(
     read_end, write_end = os.pipe()  # both close-on-exec
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child, until exec
-        try:
-            os.close(read_end)
-            os.setpgid(0, 0)
-            signals.reset_for_child()
-            step = "pass the sockets to"
-            if listen_fds:
-                fds, write_end = _to_listen_fds(fds, write_end)
-                env = {**env, "LISTEN_PID": str(os.getpid())}
-            for fd in fds:
-                os.set_inheritable(fd, True)
-            if user is not None:
-                step = "switch to"
-                become(user, groups)
-            step = "chdir to"  # as the user: it must be able to
-            if cwd is not None:
-                os.chdir(cwd)
-            step = "execute"
-            os.execvpe(command[0], list(command), dict(env))
-        except BaseException as exc:
-            target: object = cwd if step == "chdir to" else command[0]
-            if step == "switch to" and user is not None:
-                target = f"user {user.name or user.uid} group {user.gid}"
-            reason = exc.strerror if isinstance(exc, OSError) else repr(exc)
-            with contextlib.suppress(BaseException):
-                os.write(write_end, f"cannot {step} {target!r}: {reason}".encode())
-        finally:
-            os._exit(127)
+        _exec_child(command, env, cwd, fds, (read_end, write_end),
+                    listen_fds=listen_fds, user=user, groups=groups)
     os.close(write_end)
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)  # also from the parent: no window where a kill misses
@@ -136,6 +111,50 @@ def spawn(
         os.waitpid(pid, 0)
         raise SpawnError(b"".join(chunks).decode(errors="replace"))
     return pid
+
+
+def _exec_child(
+    command: tuple[str, ...],
+    env: Mapping[str, str],
+    cwd: Optional[str],
+    fds: tuple[int, ...],
+    pipe: tuple[int, int],
+    *,
+    listen_fds: bool,
+    user: Optional[Identity],
+    groups: Optional[tuple[int, ...]],
+) -> NoReturn:  # pragma: no cover - the child, until exec
+    """In the child: its own process group, the sockets, the identity, the
+    directory, then exec; what failed, if anything, goes to the parent
+    through the pipe's write end (close-on-exec: an exec closes it empty)."""
+    read_end, write_end = pipe
+    try:
+        os.close(read_end)
+        os.setpgid(0, 0)
+        signals.reset_for_child()
+        step = "pass the sockets to"
+        if listen_fds:
+            fds, write_end = _to_listen_fds(fds, write_end)
+            env = {**env, "LISTEN_PID": str(os.getpid())}
+        for fd in fds:
+            os.set_inheritable(fd, True)
+        if user is not None:
+            step = "switch to"
+            become(user, groups)
+        step = "chdir to"  # as the user: it must be able to
+        if cwd is not None:
+            os.chdir(cwd)
+        step = "execute"
+        os.execvpe(command[0], list(command), dict(env))
+    except BaseException as exc:
+        target: object = cwd if step == "chdir to" else command[0]
+        if step == "switch to" and user is not None:
+            target = f"user {user.name or user.uid} group {user.gid}"
+        reason = exc.strerror if isinstance(exc, OSError) else repr(exc)
+        with contextlib.suppress(BaseException):
+            os.write(write_end, f"cannot {step} {target!r}: {reason}".encode())
+    finally:
+        os._exit(127)
 
 
 def _to_listen_fds(fds: tuple[int, ...], keep: int) -> tuple[tuple[int, ...], int]:

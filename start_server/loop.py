@@ -59,6 +59,7 @@ TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-live
 if TYPE_CHECKING:
     from typing import Any, Optional
 
+    from .daemonize import LogTarget
     from .events import Action, Event
 
 EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: an internal error stopped the starter
@@ -436,13 +437,7 @@ def serve(config: Config, environ: Mapping[str, str],
     """Set everything up, run the loop, and leave nothing behind."""
     from .daemonize import LogError, LogTarget, daemonize
 
-    upstream = environ.get("NOTIFY_SOCKET") or None
-    adopted = adopt_systemd(list(config.ports), list(config.paths), environ)
-    foreign = foreign_listen_fds(environ)
-    if adopted is not None:
-        for name in LISTEN_VARS:  # no generation may take them for its own
-            os.environ.pop(name, None)
-    bound = adopted or bind_all(list(config.ports), list(config.paths), config.backlog)
+    bound, foreign = _listen(config, environ)
     pidfile: Optional[PidFile] = None
     status: Optional[StatusFile] = None
     logs: Optional[LogTarget] = None
@@ -455,16 +450,7 @@ def serve(config: Config, environ: Mapping[str, str],
         if config.log_file is not None:
             logs = LogTarget(config.log_file)
             logs.open()
-        log(f"start_server (pid:{os.getpid()}) starting now...")
-        for warning in directory_warnings(written_files(config), config.envdir):
-            log(warning)
-        if foreign is not None:
-            log(foreign)
-        for b in bound:
-            how = ""
-            if b.adopted:
-                how = " adopted from systemd" + (f" (name {b.name})" if b.name else "")
-            log(f"listening on {b.key} (fd {b.fd}){how}")
+        _announce(config, bound, foreign)
         if logs is not None:
             logs.redirect()
         if config.daemonize:
@@ -478,16 +464,7 @@ def serve(config: Config, environ: Mapping[str, str],
         if config.status_file is not None:
             status = StatusFile(config.status_file)
         running = True
-        starter = Loop(
-            config=config,
-            bound=bound,
-            status=status,
-            upstream=upstream,
-            base_env=child_base_env(config, environ),
-            reopen_logs=logs.reopen if logs is not None else None,
-        )
-        if logs is not None and logs.pid is not None:
-            starter.helper_pids = (logs.pid,)
+        starter = _new_loop(config, environ, bound, status, logs)
         starter.pidfile, starter.logs, starter.options = pidfile, logs, options
         children.become_subreaper()
         return starter.run()
@@ -500,6 +477,46 @@ def serve(config: Config, environ: Mapping[str, str],
         return EXIT_SOFTWARE
     finally:
         _clean_up(status, bound, pidfile, running, logs)
+
+
+def _listen(config: Config, environ: Mapping[str, str]) -> tuple[list[Bound], Optional[str]]:
+    """The listening sockets, systemd's (adopted) or bound now, and the line
+    to log about LISTEN_FDS meant for another process, if any."""
+    adopted = adopt_systemd(list(config.ports), list(config.paths), environ)
+    foreign = foreign_listen_fds(environ)
+    if adopted is not None:
+        for name in LISTEN_VARS:  # no generation may take them for its own
+            os.environ.pop(name, None)
+    return adopted or bind_all(list(config.ports), list(config.paths), config.backlog), foreign
+
+
+def _announce(config: Config, bound: list[Bound], foreign: Optional[str]) -> None:
+    """The first lines of the log: starting, warnings, what it listens on."""
+    log(f"start_server (pid:{os.getpid()}) starting now...")
+    for warning in directory_warnings(written_files(config), config.envdir):
+        log(warning)
+    if foreign is not None:
+        log(foreign)
+    for b in bound:
+        how = ""
+        if b.adopted:
+            how = " adopted from systemd" + (f" (name {b.name})" if b.name else "")
+        log(f"listening on {b.key} (fd {b.fd}){how}")
+
+
+def _new_loop(config: Config, environ: Mapping[str, str], bound: list[Bound],
+              status: Optional[StatusFile], logs: Optional[LogTarget]) -> Loop:
+    starter = Loop(
+        config=config,
+        bound=bound,
+        status=status,
+        upstream=environ.get("NOTIFY_SOCKET") or None,
+        base_env=child_base_env(config, environ),
+        reopen_logs=logs.reopen if logs is not None else None,
+    )
+    if logs is not None and logs.pid is not None:
+        starter.helper_pids = (logs.pid,)
+    return starter
 
 
 def _clean_up(status: Optional[StatusFile], bound: list[Bound], pidfile: Optional[PidFile],

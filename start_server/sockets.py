@@ -27,6 +27,9 @@ TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-live
 if TYPE_CHECKING:
     from typing import Any, Optional, Union
 
+    # A socket systemd passed: the socket, its address as a spec, its name (LISTEN_FDNAMES).
+    Passed = tuple[socket.socket, Union[PortSpec, PathSpec], Optional[str]]
+
 
 class BindError(Exception):
     """A socket could not be set up; the message names the option and value."""
@@ -333,16 +336,7 @@ def adopt_systemd(
     count = _listen_count(environ)
     if count == 0:
         return None
-    names: list[Optional[str]] = [None] * count
-    names_text = environ.get("LISTEN_FDNAMES")
-    if names_text is not None:
-        split = names_text.split(":")
-        if len(split) != count:
-            raise BindError(
-                f"LISTEN_FDNAMES={names_text}: {len(split)} names for LISTEN_FDS={count}"
-            )
-        names = [n or None for n in split]
-
+    names = _fd_names(environ, count)
     socks: list[socket.socket] = []
     adopted: list[Bound] = []
     try:
@@ -353,29 +347,52 @@ def adopt_systemd(
         if not specs:
             adopted = [Bound(seen, sock, None, name, True) for sock, seen, name in passed]
         else:
-            left = list(passed)
-            for spec in specs:
-                hit = next((p for p in left if _matches(spec, p[1])), None)
-                if hit is None:
-                    listing = ", ".join(f"{_show(seen)} (fd {s.fileno()})" for s, seen, _ in passed)
-                    raise BindError(
-                        f"{_option(spec)}: not among the sockets systemd passed "
-                        f"(LISTEN_FDS: {listing}); make the socket unit and the options agree"
-                    )
-                left.remove(hit)
-                adopted.append(Bound(spec, hit[0], None, hit[2], True))
-            if left:
-                sock, seen, _ = left[0]
-                raise BindError(
-                    f"LISTEN_FDS: fd {sock.fileno()} ({_show(seen)}) matches no --port or --path "
-                    f"(add {_suggest(seen)}, or remove it from the socket unit)"
-                )
+            adopted = _match_specs(specs, passed)
         adopted = ordered(adopted)
         _place(adopted)
     except BaseException:
         for sock in [*socks, *(b.sock for b in adopted)]:
             sock.close()
         raise
+    return adopted
+
+
+def _fd_names(environ: Mapping[str, str], count: int) -> list[Optional[str]]:
+    """The name of each passed fd (``LISTEN_FDNAMES``, optional), None where unnamed."""
+    names_text = environ.get("LISTEN_FDNAMES")
+    if names_text is None:
+        return [None] * count
+    split = names_text.split(":")
+    if len(split) != count:
+        raise BindError(
+            f"LISTEN_FDNAMES={names_text}: {len(split)} names for LISTEN_FDS={count}"
+        )
+    return [n or None for n in split]
+
+
+def _match_specs(
+    specs: list[Union[PortSpec, PathSpec]], passed: list[Passed]
+) -> list[Bound]:
+    """Each spec with the passed socket at its address; a spec without one, or
+    a socket left over, is an error (the closing is the caller's)."""
+    adopted: list[Bound] = []
+    left = list(passed)
+    for spec in specs:
+        hit = next((p for p in left if _matches(spec, p[1])), None)
+        if hit is None:
+            listing = ", ".join(f"{_show(seen)} (fd {s.fileno()})" for s, seen, _ in passed)
+            raise BindError(
+                f"{_option(spec)}: not among the sockets systemd passed "
+                f"(LISTEN_FDS: {listing}); make the socket unit and the options agree"
+            )
+        left.remove(hit)
+        adopted.append(Bound(spec, hit[0], None, hit[2], True))
+    if left:
+        sock, seen, _ = left[0]
+        raise BindError(
+            f"LISTEN_FDS: fd {sock.fileno()} ({_show(seen)}) matches no --port or --path "
+            f"(add {_suggest(seen)}, or remove it from the socket unit)"
+        )
     return adopted
 
 

@@ -34,6 +34,10 @@ def dispatch(mode: str, config: Union[Config, ClientOptions], as_json: bool,
 
     try:
         if isinstance(config, control.ClientOptions):
+            if config.request is not None:
+                from .asking import ask
+
+                return ask(config)
             if mode == "restart":
                 return control.restart(config)
             if mode == "stop":

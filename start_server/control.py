@@ -49,16 +49,20 @@ class ControlError(Exception):
 class ClientOptions:
     """What a client command needs: the running starter's files and a deadline."""
 
-    __slots__ = ("pid_file", "status_file", "timeout")
+    __slots__ = ("pid_file", "request", "status_file", "timeout")
 
-    def __init__(self, pid_file: Optional[str], status_file: Optional[str], timeout: float) -> None:
+    def __init__(self, pid_file: Optional[str], status_file: Optional[str], timeout: float,
+                 request: Optional[tuple[str, str]] = None) -> None:
         self.pid_file = pid_file
         self.status_file = status_file
         self.timeout = timeout
+        self.request = request  # ("scale", N|+K|-K) or ("worker", I): asking.py
 
 
-def client_options(options: Mapping[str, Any], mode: str) -> ClientOptions:
-    """``--restart``, ``--stop`` or ``--status`` (``mode``): check only what it needs.
+def client_options(options: Mapping[str, Any], mode: str,
+                   request: Optional[tuple[str, str]] = None) -> ClientOptions:
+    """``--restart``, ``--stop``, ``--status`` or ``--scale`` (``mode``; ``request``
+    for ``--scale`` and ``--worker``): check only what it needs.
 
     The starter's other options may be given too (a deploy script may reuse
     the whole command line); they are not looked at.
@@ -73,7 +77,11 @@ def client_options(options: Mapping[str, Any], mode: str) -> ClientOptions:
             raise ConfigError.of("--stop", None, "requires --pid-file")
     elif not (pid_file and status_file):
         raise ConfigError.of(f"--{mode}", None, "requires --pid-file and --status-file")
-    return ClientOptions(pid_file, status_file, timeout)
+    if request is not None:
+        from .asking import check_request
+
+        check_request(*request)
+    return ClientOptions(pid_file, status_file, timeout, request)
 
 
 class _DirWatch:

@@ -21,6 +21,8 @@ from collections.abc import Iterator, Mapping
 
 from . import __version__, children, procfs, publish, signals, upstream
 from .config import Config
+from .control_socket import KEY as CONTROL
+from .control_socket import ControlSocket
 from .core import Supervisor
 from .envdir import read_envdir
 from .events import (
@@ -104,15 +106,17 @@ def _noop(signum: int, frame: Any) -> None:
 
 @contextlib.contextmanager
 def wakeup_signals() -> Iterator[socket.socket]:
-    """Route the starter's signals (``signals.USED`` and ``signals.STRAY``) to a
-    readable socket for the duration, ``signals.SILENT`` ignored; then hold
-    them all back again until the process exits."""
+    """Route the starter's signals (``signals.USED``, ``signals.STRAY``, and
+    ``signals.SCALING`` without a controlling terminal, else ignored) to a
+    readable socket for the duration; then hold them all back again until the
+    process exits."""
     read_sock, write_sock = socket.socketpair()
     read_sock.setblocking(False)
     write_sock.setblocking(False)
     signals.ignore_pipe()
+    scaling = signal.SIG_IGN if signals.has_terminal() else _noop
     old_handlers = {s: signal.signal(s, _noop) for s in signals.USED + signals.STRAY}
-    old_handlers.update({s: signal.signal(s, signal.SIG_IGN) for s in signals.SILENT})
+    old_handlers.update({s: signal.signal(s, scaling) for s in signals.SCALING})
     old_fd = signal.set_wakeup_fd(write_sock.fileno(), warn_on_full_buffer=False)
     # Blocked since the first instruction (cli.main); pending ones arrive now.
     signals.unblock()
@@ -149,6 +153,7 @@ class Loop:
         self.sup = Supervisor(config.policy)
         self.sel = selectors.DefaultSelector()
         self.notify = NotifySockets(self.sel, config.user.owner() if config.user else None)
+        self.control = ControlSocket(self.sel, self.notify)  # --scale, --restart --worker
         self.exit_code: Optional[int] = None
         self.port_env = env_value(bound)
         # --listen-fds: systemd's protocol too; the sockets then sit on fds 3, 4, ...
@@ -174,6 +179,7 @@ class Loop:
         ``first``: the first event (a Start, or a Tick when resuming an upgrade)."""
         with wakeup_signals() as wake:
             self.sel.register(wake, selectors.EVENT_READ, None)
+            self.control.open()
             try:
                 self.queue.append(first or Start())
                 try:
@@ -181,6 +187,7 @@ class Loop:
                 except Exception:
                     self._crashed(wake)
             finally:
+                self.control.close()
                 self.notify.close()
                 self.sel.close()
         assert self.exit_code is not None
@@ -233,6 +240,8 @@ class Loop:
         for key, _ in ready:
             if key.data is None:
                 signums.extend(signals.drain(wake))
+            elif key.data == CONTROL:
+                events.extend(self.control.read())
             else:
                 gen = self.sup.gens.get(key.data)
                 # Forked workers whose Spawned is still queued (a pass handles
@@ -399,6 +408,7 @@ class Loop:
         detail = publish.status_detail(snap, os.getpid(), time.monotonic())
         detail["version"] = __version__
         detail["upgrade"] = self.upgrades
+        detail["control_socket"] = self.control.address
         try:
             self.status.write(publish.status_entries(snap), detail)
         except OSError as exc:

@@ -225,6 +225,11 @@ class NotifySockets:
             sock.close()
             raise
 
+    def directory(self) -> Optional[str]:
+        """The private directory (made now if need be), where the control socket
+        lives too (control_socket.py); None where none can be made."""
+        return self._directory()
+
     def _directory(self) -> Optional[str]:
         """The private directory, made on first use; None where none can be made."""
         if self.dir is not None or self._no_dir:

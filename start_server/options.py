@@ -57,6 +57,7 @@ def command(
         if mode != "status":
             fail("--watch: only with --status", 2)
         mode = "watch"
+    mode, request = _request(mode, options.pop("scale"), options.pop("worker"))
     from .values import ConfigError
 
     source: Optional[FileConfig] = None
@@ -66,7 +67,7 @@ def command(
         if mode:  # a client: neither the starter's config nor its modules (socket, ctypes)
             from .control import client_options
 
-            config = client_options(options, "status" if mode == "watch" else mode)
+            config = client_options(options, "status" if mode == "watch" else mode, request)
         else:
             from .config import build
 
@@ -74,6 +75,21 @@ def command(
     except ConfigError as exc:
         fail(str(exc) if source is None else source.explain(exc), 2)
     return mode or "run", config, as_json, options
+
+
+def _request(mode: Optional[str], scale: Optional[str],
+             worker: Optional[str]) -> tuple[Optional[str], Optional[tuple[str, str]]]:
+    """The mode and the request with an argument: ``--scale`` is a client of its
+    own, ``--worker`` goes with ``--restart`` only."""
+    if scale is not None:
+        if mode is not None:
+            fail(f"--scale: not with --{mode}", 2)
+        return "scale", ("scale", scale)
+    if worker is not None:
+        if mode != "restart":
+            fail(f"--worker={worker}: only with --restart", 2)
+        return mode, ("worker", worker)
+    return mode, None
 
 
 # The table's options, before the program argument and --version.

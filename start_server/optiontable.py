@@ -355,6 +355,19 @@ TABLE: tuple[Option, ...] = (
         kind=MODE, dest="mode", field=None, refusal=_CLIENT,
     ),
     Option(
+        "scale", CLIENTS,
+        "Client: set the running starter's number of workers to N, or add (+K) or "
+        "retire (-K) some; wait until the serving generation runs that many "
+        "(needs --pid-file, --status-file; until the starter restarts, see --workers).",
+        metavar="N|+K|-K", field=None, refusal=_CLIENT,
+    ),
+    Option(
+        "worker", CLIENTS,
+        "With --restart: replace worker I (its slot, SERVER_STARTER_WORKER) alone, "
+        "keeping the generation; wait until the new worker runs and the old one exited.",
+        metavar="I", field=None, refusal=_CLIENT,
+    ),
+    Option(
         "json", CLIENTS, "With --status: print JSON.",
         kind=FLAG, dest="as_json", field=None,
         refusal="an output switch of --status, not a setting: give it on the command line",
@@ -366,7 +379,8 @@ TABLE: tuple[Option, ...] = (
         kind=FLAG, field=None, in_file=False,
     ),
     Option(
-        "timeout", CLIENTS, "Deadline of --restart, --stop and --upgrade (default {default}).",
+        "timeout", CLIENTS,
+        "Deadline of --restart, --stop, --upgrade and --scale (default {default}).",
         metavar="SECONDS", default=CLIENT_TIMEOUT, parse=_seconds(allow_zero=False),
     ),
 )

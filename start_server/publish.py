@@ -41,6 +41,11 @@ def status_detail(snapshot: Publish, starter_pid: int, now: float) -> dict[str, 
             None if snapshot.next_attempt is None else wall + (snapshot.next_attempt - now)
         ),
         "generations": [view(g) for g in snapshot.generations],
+        "workers": snapshot.workers,  # the live count (--workers, then --scale)
+        "requests": [
+            {"id": id, "state": state, "message": message}
+            for id, state, message in snapshot.answers
+        ],
         "last_event": snapshot.last_event,
         "last_event_at": (
             None if snapshot.last_event_at is None else wall - (now - snapshot.last_event_at)

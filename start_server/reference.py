@@ -28,8 +28,14 @@ SIGNALS = (
         "and every worker (see --upgrade)",
     ),
     (
+        "TTIN, TTOU",
+        "one worker more, one fewer (see --scale), as gunicorn's; only when the starter has "
+        "no controlling terminal (systemd, --daemonize, a container): on a terminal they are "
+        "job control's, ignored without a line",
+    ),
+    (
         "ALRM, VTALRM, PROF, XCPU, XFSZ, IO, PWR, STKFLT, TSTP, RTMIN..RTMAX",
-        "not used: ignored, with one log line each time (TTIN, TTOU: ignored without one); "
+        "not used: ignored, with one log line each time; "
         "a stray signal never ends or stops the starter",
     ),
 )
@@ -37,19 +43,21 @@ SIGNALS = (
 EXIT_CODES = (
     (
         "0",
-        "clean stop; a client's restart, stop or upgrade succeeded; a --watch left with q "
-        "or Ctrl-C",
+        "clean stop; a client's restart, stop, upgrade or scale succeeded; a --watch left "
+        "with q or Ctrl-C",
     ),
     (
         "1",
         "the system refused (a port in use, a live socket at --path, a pid file locked "
         "by another starter, the first generation's command cannot be executed), or a "
-        "client's restart, stop or upgrade failed, or no start_server runs with that pid file "
+        "client's restart, stop, upgrade or scale failed (or was refused), or no start_server "
+        "runs with that pid file "
         "(or the one a --watch followed exited)",
     ),
     (
         "2",
-        "bad input: one line on stderr naming the option and the value; nothing is left "
+        "bad input: one line on stderr naming the option and the value (a --scale or "
+        "--worker out of range for the running count included); nothing is left "
         "behind (no pid, status or socket file, no child process)",
     ),
     (

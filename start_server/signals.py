@@ -5,9 +5,13 @@ whose default action would end or stop the starter: each is ignored with one
 log line, since a starter killed by a stray ``kill -ALRM`` would leave its
 workers serving with nobody managing them. (Faults the kernel raises, such as
 SEGV, FPE or ABRT, are not strays: a real fault must still end the process.)
-``SILENT`` (TTIN, TTOU) are ignored without a line: with a handler, a write to
-the terminal from a background job would be interrupted and retried forever;
-ignored, the kernel lets it through.
+``SCALING`` (TTIN, TTOU) add or retire one worker (scaling.py), as gunicorn's
+do, when the starter has no controlling terminal (systemd, ``--daemonize``, a
+container, ``setsid``). With one they are the terminal's job control, ignored
+without a line as before: the kernel sends TTOU to a background job that
+writes to its terminal (``stty tostop``), and with a handler that write would
+be interrupted and retried forever, one signal each time; ignored, the
+kernel lets it through.
 
 Both sets are blocked from the starter's first instruction (``cli.main``)
 until the loop's handlers are in place: a HUP sent by ``ExecReload`` right
@@ -18,6 +22,7 @@ client (``--restart``, ``--stop``, ``--status``) unblocks them at once.
 
 from __future__ import annotations
 
+import os
 import signal
 
 TYPE_CHECKING = False  # typing is not loaded at run time
@@ -43,8 +48,18 @@ STRAY = tuple(
     + list(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
 )
 
-SILENT = (signal.SIGTTIN, signal.SIGTTOU)
-HELD = USED + STRAY + SILENT
+SCALING = (signal.SIGTTIN, signal.SIGTTOU)
+HELD = USED + STRAY + SCALING
+
+
+def has_terminal() -> bool:
+    """Whether the starter has a controlling terminal (then TTIN and TTOU are job control's)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # ENXIO: none
+        return False
+    os.close(fd)
+    return True
 
 
 def drain(wake: Any) -> list[int]:

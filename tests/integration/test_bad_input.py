@@ -495,6 +495,42 @@ ROWS = [
     Row("watch-with-restart",
         ("--restart", "--watch", "--pid-file={tmp}/pid", "--status-file={tmp}/status"), 2,
         "--watch:", "only with --status"),
+    # -- --scale and --restart --worker: the value, its company, the running count
+    Row("scale-without-files", ("--scale=3",), 2,
+        "--scale:", "requires --pid-file and --status-file"),
+    *(
+        Row(f"scale-{case}", (f"--scale={value}", "--pid-file={tmp}/pid",
+                              "--status-file={tmp}/status"), 2, f"--scale={value}:", why)
+        for case, value, why in (
+            ("not-a-count", "many", "not a count: 'many' (expected N, +K or -K)"),
+            ("zero", "0", "must be >= 1, got '0'"),
+            ("minus-zero", "-0", "must be >= 1, got '0'"),
+            ("over-the-maximum", "4097", "must be <= 4096, got '4097'"),
+            ("fraction", "1.5", "not a count"),
+            ("empty", "", "not a count"),
+        )
+    ),
+    Row("scale-with-restart",
+        ("--restart", "--scale=2", "--pid-file={tmp}/pid", "--status-file={tmp}/status"), 2,
+        "--scale:", "not with --restart"),
+    Row("worker-without-restart",
+        ("--worker=1", "--pid-file={tmp}/pid", "--status-file={tmp}/status"), 2,
+        "--worker=1:", "only with --restart"),
+    Row("worker-with-status",
+        ("--status", "--worker=1", "--pid-file={tmp}/pid", "--status-file={tmp}/status"), 2,
+        "--worker=1:", "only with --restart"),
+    Row("worker-not-a-number",
+        ("--restart", "--worker=two", "--pid-file={tmp}/pid", "--status-file={tmp}/status"), 2,
+        "--worker=two:", "not a whole number"),
+    Row("worker-negative",
+        ("--restart", "--worker=-1", "--pid-file={tmp}/pid", "--status-file={tmp}/status"), 2,
+        "--worker=-1:", "must be >= 0"),
+    Row("scale-below-one-for-the-running-count",
+        ("--scale=-1", "--pid-file={tmp}/pid", "--status-file={tmp}/status"), 2,
+        "--scale=-1:", "0 workers is out of range (1..4096; 1 now)", setup=running_starter),
+    Row("worker-out-of-range-for-the-running-count",
+        ("--restart", "--worker=1", "--pid-file={tmp}/pid", "--status-file={tmp}/status"), 2,
+        "--worker=1:", "there is no worker 1 (workers 0..0)", setup=running_starter),
     # -- client modes and a pid file that names no starter: the same words for each
     *(
         Row(f"{mode}-{case}", (f"--{mode}", "--pid-file={tmp}/pid", "--status-file={tmp}/status"),

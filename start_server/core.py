@@ -270,7 +270,7 @@ class Supervisor:
             worker_views(self.fleet.gens.values()), self.fleet.last_number,
             self.fleet.record.number, self.fleet.record.reason, self.fleet.record.at,
             min(due) if due else None, *self.fleet.last_event,
-            self.fleet.policy.workers, tuple(self.scale.asks.answers),
+            self.scale.count, tuple(self.scale.asks.answers),
         )
 
     # ---- the hand-over of an upgrade (upgrade.py) -----------------------------

@@ -5,10 +5,11 @@ The live count of workers is ``Supervisor.policy.workers``: a new generation
 starts with it (a HUP keeps a scale), and scaling brings the serving generation
 to it at once. New slots continue the numbering (``SERVER_STARTER_WORKER``);
 scaling down retires the highest slots with ``--signal-on-hup`` and the usual
-``--stop-timeout``. A generation starting meanwhile keeps the count it was
-spawned with until it serves, then is brought to the new one (the generation
-it replaces is about to retire anyway). While stopping a scale is refused. A
-restart of the starter itself starts again from ``--workers``.
+``--stop-timeout``. While a generation is starting (a roll included) the
+count is only noted (``wanted``) and the policy left alone: the starting
+generation starts as it was spawned, then is brought to the count once it
+serves (the generation it replaces is about to retire anyway). While stopping
+a scale is refused. A restart of the starter itself starts from ``--workers``.
 
 Requests with an argument come over the control socket (control_socket.py)
 with an id; ``Asks`` keeps each one's answer for the status JSON, where the
@@ -112,12 +113,18 @@ class Scaling:
         self.fleet = fleet
         self.stop = stop
         self.asks = Asks()
+        self.wanted: Optional[int] = None  # asked for while a generation starts
+
+    @property
+    def count(self) -> int:
+        """The live count: the one asked for last."""
+        return self.fleet.policy.workers if self.wanted is None else self.wanted
 
     def step(self, signum: int) -> None:
         """TTIN: one worker more; TTOU: one fewer. At a bound, one line and nothing else."""
         f = self.fleet
         name = "TTIN" if signum == signal.SIGTTIN else "TTOU"
-        now = f.policy.workers
+        now = self.count
         if self.stop.stopping:
             f.log(f"received {name} while stopping; ignored")
             return
@@ -146,7 +153,7 @@ class Scaling:
             self.asks.answer(id, "refused", str(exc))
 
     def _ask_scale(self, id: str, value: str) -> None:
-        now = self.fleet.policy.workers
+        now = self.count
         n = scaled(now, *parse_scale(value))
         self.asks.open.append(Ask(id, "scale", count=n))
         self.asks.answer(id, "accepted", f"scaling from {now} to {n} workers")
@@ -170,23 +177,20 @@ class Scaling:
         f.slots.enqueue(cur.number, slot, "asked for")
 
     def set_count(self, n: int) -> None:
-        """The live count is ``n``: the serving generation is brought to it now, a
-        generation starting meanwhile once it serves (``generation_started``); the
-        one it replaces is left as it is, about to retire."""
+        """The live count is ``n``: the serving generation is brought to it now; while
+        one starts, once it serves (``settle``)."""
         f = self.fleet
-        f.base_policy = replace(f.base_policy, workers=n)
-        f.policy = replace(f.policy, workers=n)
         starting = f.starting()
         if starting is not None:
+            self.wanted = n
             f.log(f"generation {starting.number} is starting: it gets {n} workers once it serves")
             return
+        self.wanted = None
+        f.base_policy = replace(f.base_policy, workers=n)
+        f.policy = replace(f.policy, workers=n)
         cur = f.current()
         if cur is not None:
             self.reconcile(cur)
-
-    def generation_started(self, g: Generation) -> None:
-        """``g`` serves now: brought to a count asked for while it started."""
-        self.reconcile(g)
 
     def spawned(self, g: Generation, slot: int) -> None:
         """A worker for ``slot`` of ``g`` was spawned: one scaled away meanwhile goes."""
@@ -210,7 +214,10 @@ class Scaling:
                 f.retire_worker(w, p.signal_on_hup, f.now, p.stop_timeout)
 
     def settle(self) -> None:
-        """Answer the requests whose work is done (after every event)."""
+        """After every event: a count asked for during a start applied once none
+        is starting; the requests whose work is done answered."""
+        if self.wanted is not None and not self.stop.stopping and self.fleet.starting() is None:
+            self.set_count(self.wanted)
         if not self.asks.open:
             return
         if self.stop.stopping:
@@ -227,7 +234,8 @@ class Scaling:
     # ---- the hand-over of an upgrade (upgrade.py): optional keys of format 1 ----
 
     def to_dict(self) -> dict[str, Any]:
-        return {"workers": self.fleet.policy.workers, "asks": self.asks.to_dict()}
+        return {"workers": self.fleet.policy.workers, "wanted_workers": self.wanted,
+                "asks": self.asks.to_dict()}
 
     def load(self, d: dict[str, Any]) -> None:
         """The live count (when scaled, not --workers) and the open requests."""
@@ -235,6 +243,7 @@ class Scaling:
         if "workers" in d:
             f.base_policy = replace(f.base_policy, workers=int(d["workers"]))
             f.policy = replace(f.policy, workers=int(d["workers"]))
+        self.wanted = d.get("wanted_workers")
         self.asks = Asks.from_dict(d.get("asks"))
 
 

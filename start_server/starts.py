@@ -47,8 +47,8 @@ class Starts:
         if g.state is State.STARTING:
             self.fleet.log(f"new worker {w.pid} is now running ({why})", w)
             live = [x for x in g.workers if not x.failed_start]
-            # All it was spawned with (a scale meanwhile applies once it serves).
-            if not g.pending and all(x.state is State.ACTIVE for x in live):
+            workers = self.fleet.policy.workers
+            if len(live) == workers and all(x.state is State.ACTIVE for x in live):
                 self.generation_started(g, now)
             return
         # A worker replaced alone, in an ACTIVE generation.
@@ -91,8 +91,6 @@ class Starts:
         if follows:
             self.fleet.log("starting the restart that was requested during the last start")
             self.fleet.new_generation(now)
-        else:
-            self.scale.generation_started(g)
 
     def request_restart(self, why: str) -> None:
         if self.stop.stopping:

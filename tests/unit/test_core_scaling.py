@@ -178,6 +178,8 @@ def test_a_scale_during_a_start_applies_once_the_new_generation_serves() -> None
     assert "generation 2 is starting: it gets 3 workers once it serves" in logs(acts)
     assert spawns(acts) == [] and kills(acts) == []  # the old generation is left as it is
     assert s.snapshot().workers == 3
+    assert s.policy.workers == 2  # the starting generation starts as it was spawned
+    s = Supervisor.from_dict(s.to_dict(), Policy(workers=2))  # noted across an upgrade too
     s.handle(Spawned(2, 201, {}, 1), 5.1)
     acts = s.handle(Tick(), 5.2 + s.policy.interval)
     assert s.gens[2].state is State.ACTIVE

@@ -215,12 +215,7 @@ class Supervisor:
         elif isinstance(event, Exited):
             self.exits.on_exited(event, now)
         elif isinstance(event, Signalled):
-            if event.signum == signal.SIGHUP:
-                self.starts.on_hup(now)
-            elif event.signum in (signal.SIGTTIN, signal.SIGTTOU):
-                self.scale.step(event.signum)
-            elif event.signum in STOP_SIGNALS:
-                self.stop.on_signal(event.signum, now)
+            self._on_signal(event.signum, now)
         elif isinstance(event, Notified):
             self.starts.on_notify(event, now)
         elif isinstance(event, Measured):
@@ -234,6 +229,14 @@ class Supervisor:
         self.scale.settle()
         self.stop.settle()
         return self.fleet.out
+
+    def _on_signal(self, signum: int, now: float) -> None:
+        if signum == signal.SIGHUP:
+            self.starts.on_hup(now)
+        elif signum in (signal.SIGTTIN, signal.SIGTTOU):
+            self.scale.step(signum)
+        elif signum in STOP_SIGNALS:
+            self.stop.on_signal(signum, now)
 
     # ---- helpers ----------------------------------------------------------
 

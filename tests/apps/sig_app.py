@@ -6,6 +6,7 @@
   --hold-until PATH  after a stop signal: stop accepting and close the listener,
                      but exit only once PATH exists (an old generation that
                      lingers while it finishes its work, released by the test)
+  --notify           send READY=1 once serving
 
 TERM, USR1 and INT all mean "stop gracefully", so the app suits both
 ``--signal-on-hup=TERM`` and ``--signal-on-hup=USR1``; it exits 0.
@@ -23,7 +24,7 @@ from typing import Optional
 
 from app import Handler, Server  # the test app next to this one: same handler, same server
 
-from start_server import listen_from_env
+from start_server import listen_from_env, notify
 
 GEN = os.environ.get("SERVER_STARTER_GENERATION", "?")
 
@@ -32,6 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--record", default=None)
     ap.add_argument("--hold-until", default=None)
+    ap.add_argument("--notify", action="store_true")
     args = ap.parse_args()
 
     record_fd: Optional[int] = None
@@ -61,6 +63,8 @@ def main() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         signal.signal(sig, on_signal)
+    if args.notify:
+        notify("READY=1")
     server.serve_forever(poll_interval=0.05)
     server.server_close()  # the listener is closed: this generation no longer accepts
     if args.hold_until:

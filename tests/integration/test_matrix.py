@@ -1,0 +1,381 @@
+"""Every signal in every mode, with ``--workers 3 --wait-ready``.
+
+One starter per mode (foreground, ``--daemonize``, PID 1 of a PID namespace,
+systemd socket activation) takes the signals in sequence, each checked by
+what a user sees:
+
+- stray signals (ALRM, TSTP, RTMIN): one line each, nothing else changes;
+- USR1 after the log was rotated: the new file gets the lines;
+- HUP under client load: a new generation of 3 ready workers serves, the old
+  workers are gone, not one request failed;
+- USR2: the upgrade keeps the starter's pid and every worker;
+- the stop signal (TERM, INT or QUIT, a different one per mode): exit 0 where
+  the exit code can be seen, and nothing left behind: no pid file, no status
+  file, no socket file, no process.
+
+The other (mode, stop signal) pairs stop a fresh starter of that mode at once.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional
+
+import pytest
+from support import (
+    APP,
+    APPS,
+    PY,
+    TOKEN_VAR,
+    Harness,
+    Proc,
+    daemon_guard,
+    free_port,
+    gen_of,
+    gone,
+    http_get,
+    log_time,
+    read_status,
+    wait_until,
+)
+
+MODES = ("foreground", "daemonize", "pid1", "socket")
+STOPS = ("TERM", "INT", "QUIT")
+# The stop signal of each mode's long sequence; the other pairs get a short test.
+SEQUENCE_STOP = {"foreground": "QUIT", "daemonize": "INT", "pid1": "QUIT", "socket": "TERM"}
+STRAYS = ("ALRM", "TSTP", "RTMIN")
+WORKERS = 3
+ACTIVATE = shutil.which("systemd-socket-activate")
+SIG_APP = str(APPS / "sig_app.py")
+
+
+def _unshare_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    r = subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True,
+                       timeout=30, check=False)
+    return r.returncode == 0
+
+
+def _skip_unless_possible(mode: str) -> None:
+    if mode == "pid1" and not _unshare_works():
+        pytest.skip("no PID namespace on this machine")
+    if mode == "socket" and ACTIVATE is None:
+        pytest.skip("systemd-socket-activate is not installed")
+
+
+class Starter:
+    """One starter in one mode, its log in a file, seen the same way in every mode."""
+
+    def __init__(self, run: Harness, mode: str) -> None:
+        self.run, self.mode = run, mode
+        self.port = free_port()
+        tmp = run.tmp
+        self.log, self.pid_file, self.status = tmp / "log", tmp / "pid", tmp / "status"
+        self.sock_path = tmp / "s.sock"
+        self.pid = 0
+        self.proc: Optional[Proc] = None
+        self.offset = 0  # where in the log file lines after the last mark start
+        args = [
+            f"--port=127.0.0.1:{self.port}", f"--log-file={self.log}",
+            f"--pid-file={self.pid_file}", f"--status-file={self.status}",
+            f"--workers={WORKERS}", "--wait-ready", "--stop-timeout=10",
+        ]
+        if mode != "socket":  # socket activation passes the one socket it holds
+            args.append(f"--path={self.sock_path}")
+        args += ["--", PY, APP, "--notify"]
+        starter = [PY, "-m", "start_server"]
+        if mode == "foreground":
+            self.proc = run.start(*args)
+            self.pid = self.proc.pid
+        elif mode == "daemonize":
+            fg = run.run("--daemonize", *args, timeout=30)
+            assert fg.returncode == 0, fg
+            self.pid = wait_until(lambda: self.pid_file.read_text().endswith("\n")
+                                  and int(self.pid_file.read_text()), what="the pid file")
+        elif mode == "pid1":
+            self.proc = self._own(["unshare", "--pid", "--fork", "--kill-child", *starter, *args])
+            self.pid = wait_until(self._child_of_unshare, what="the starter under unshare")
+        else:
+            assert ACTIVATE is not None
+            self.proc = self._own([ACTIVATE, "-E", f"{TOKEN_VAR}={run.token}",
+                                   "-l", f"127.0.0.1:{self.port}", "--", *starter, *args])
+            self.proc.wait_line(r"Listening on ", 15)
+            self.pid = self.proc.pid  # exec keeps the pid
+        self.workers = self.wait_generation(1)
+
+    def _own(self, argv: list[str]) -> Proc:
+        proc = Proc(argv, env=self.run.env(), cwd=str(self.run.tmp))
+        self.run.procs.append(proc)
+        return proc
+
+    def _child_of_unshare(self) -> int:
+        assert self.proc is not None
+        tasks = Path(f"/proc/{self.proc.pid}/task").glob("*/children")
+        kids = " ".join(p.read_text() for p in tasks).split()
+        return int(kids[0]) if kids else 0
+
+    # -- the log --------------------------------------------------------------
+
+    def text(self) -> str:
+        try:
+            return self.log.read_text()[self.offset:]
+        except FileNotFoundError:
+            return ""
+
+    def mark(self) -> None:
+        self.offset += len(self.text())
+
+    def wait_log(self, pattern: str, count: int = 1, timeout: float = 30) -> str:
+        rx = re.compile(pattern, re.M)
+        return wait_until(lambda: len(rx.findall(self.text())) >= count and self.text(),
+                          timeout, f"{count} x {pattern!r} in the log")
+
+    # -- what it serves -----------------------------------------------------------
+
+    def get(self) -> str:
+        # Socket activation: the first connection also makes the starter run.
+        return http_get(self.port, timeout=30)
+
+    def wait_generation(self, gen: int) -> list[int]:
+        """Wait until generation ``gen``'s workers alone are listed and serve."""
+        def alone() -> list[int]:
+            rows = read_status(self.status)
+            ok = len(rows) == WORKERS and {g for g, _ in rows} == {gen}
+            return [p for _, p in rows] if ok else []
+
+        if self.mode == "socket" and gen == 1:
+            self.get()
+        pids = wait_until(alone, 40, f"generation {gen}'s {WORKERS} workers alone")
+        wait_until(lambda: gen_of(self.get()) == gen, 20, f"generation {gen} serving")
+        if self.mode != "socket":  # bound (the app serves only the first socket)
+            assert self.sock_path.is_socket()
+        return pids
+
+    # -- the end ------------------------------------------------------------------
+
+    def wait_exit(self) -> Optional[int]:
+        """The exit code where it can be seen (not a daemon's)."""
+        if self.proc is not None:
+            return self.proc.wait(40)
+        wait_until(lambda: gone(self.pid), 40, "the daemon to exit")
+        return None
+
+
+@pytest.fixture
+def make(run: Harness) -> Iterator[list[Starter]]:
+    made: list[Starter] = []
+    with daemon_guard(run.tmp / "pid"):
+        yield made
+
+
+class Load:
+    """Two clients asking in a loop until the block ends; every failure is kept."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.answered: dict[int, int] = {}
+        self.failures: list[str] = []
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(2)]
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+
+    def _client(self) -> None:
+        while not self.stop.is_set():
+            try:
+                gen = gen_of(http_get(self.port, timeout=30))
+                with self.lock:
+                    self.answered[gen] = self.answered.get(gen, 0) + 1
+            except (OSError, http.client.HTTPException, AssertionError) as exc:
+                with self.lock:
+                    self.failures.append(repr(exc))
+
+    def count(self, gen: int) -> int:
+        with self.lock:
+            return self.answered.get(gen, 0)
+
+
+def _stop_and_check(run: Harness, s: Starter, stop: str) -> None:
+    s.mark()
+    os.kill(s.pid, getattr(signal, "SIG" + stop))
+    rc = s.wait_exit()
+    wait_until(lambda: not run.leftovers(), 20, "every worker to exit")
+    text = s.text()
+    assert re.search(rf"received {stop}\b", text), text
+    assert text.rstrip().endswith("exiting"), text
+    assert rc in (0, None), text
+    assert "Traceback" not in s.log.read_text()
+    left = [p for p in (s.pid_file, s.status, Path(f"{s.status}.json"), s.sock_path)
+            if p.exists()]
+    assert not left, f"left behind after {stop} in {s.mode}: {left}"
+
+
+def _strays(s: Starter) -> None:
+    s.mark()
+    for name in STRAYS:
+        os.kill(s.pid, getattr(signal, "SIG" + name))
+    s.wait_log(r"received \w+: not used by start_server, ignored", len(STRAYS))
+    state = Path(f"/proc/{s.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    assert state != "T", "a stray signal stopped the starter"
+    assert sorted(p for _, p in read_status(s.status)) == sorted(s.workers)
+
+
+def _usr1(s: Starter) -> None:
+    s.log.rename(s.log.with_name("log.1"))
+    s.offset = 0
+    os.kill(s.pid, signal.SIGUSR1)
+    s.wait_log(r"received USR1: reopened log file")
+
+
+def _hup_under_load(s: Starter, gen: int) -> None:
+    with Load(s.port) as load:
+        wait_until(lambda: load.count(gen - 1) > 0, 20, "answers before the HUP")
+        s.mark()
+        os.kill(s.pid, signal.SIGHUP)
+        s.workers = s.wait_generation(gen)
+        served = load.count(gen)
+        wait_until(lambda: load.count(gen) > served, 20, "answers after the HUP")
+    assert not load.failures, load.failures[:5]
+    if s.mode != "pid1":  # there the log's pids are the namespace's
+        for pid in re.findall(r"gen=\d+ pid=\d+ old worker (\d+) died", s.text()):
+            assert gone(int(pid))
+
+
+def _usr2(s: Starter) -> None:
+    s.mark()
+    seq = json.loads(Path(f"{s.status}.json").read_text())["upgrade"]["seq"]
+    os.kill(s.pid, signal.SIGUSR2)
+    wait_until(
+        lambda: json.loads(Path(f"{s.status}.json").read_text())["upgrade"]["seq"] > seq,
+        30, "the upgrade",
+    )
+    s.wait_log(r"upgraded start_server .* \(pid \d+\)")
+    assert sorted(p for _, p in read_status(s.status)) == sorted(s.workers)
+    assert not gone(s.pid)
+    assert gen_of(s.get()) == 2
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("mode", MODES)
+def test_every_signal_in_sequence(run: Harness, make: list[Starter], mode: str) -> None:
+    _skip_unless_possible(mode)
+    s = Starter(run, mode)
+    _strays(s)
+    _usr1(s)
+    _hup_under_load(s, 2)
+    _usr2(s)
+    _stop_and_check(run, s, SEQUENCE_STOP[mode])
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("mode", "stop"),
+    [(m, st) for m in MODES for st in STOPS if SEQUENCE_STOP[m] != st],
+)
+def test_stop_signal(run: Harness, make: list[Starter], mode: str, stop: str) -> None:
+    _skip_unless_possible(mode)
+    _stop_and_check(run, Starter(run, mode), stop)
+
+
+# ---- options with --workers 3 --wait-ready ------------------------------------
+
+
+def _answers(port: int, path: str, count: int) -> list[str]:
+    return [http_get(port, path) for _ in range(count)]
+
+
+@pytest.mark.timeout(120)
+def test_options_with_workers_and_wait_ready(run: Harness) -> None:
+    """--dir, --envdir, --listen-fds, --signal-on-hup, --kill-old-delay,
+    --signal-on-term: each applies to every worker of a generation."""
+    port = free_port()
+    record, status = run.tmp / "signals", run.tmp / "status"
+    app_dir = run.tmp / "app"
+    app_dir.mkdir()
+    envdir = run.envdir(MATRIX="one")
+    s = run.start(
+        f"--port=127.0.0.1:{port}", f"--path={run.tmp / 's.sock'}", f"--dir={app_dir}",
+        f"--envdir={envdir}", "--listen-fds", "--signal-on-hup=USR1", "--kill-old-delay=0.5",
+        "--signal-on-term=INT", f"--status-file={status}", f"--workers={WORKERS}",
+        "--wait-ready", "--", PY, SIG_APP, f"--record={record}", "--notify",
+    )
+    wait_until(lambda: len(read_status(status)) == WORKERS, 30, "3 workers")
+    workers = {p for _, p in read_status(status)}
+    assert set(_answers(port, "/cwd", 3)) == {f"{app_dir}\n"}
+    assert set(_answers(port, "/env/MATRIX", 3)) == {"one\n"}
+    assert set(_answers(port, "/env/LISTEN_FDS", 3)) == {"2\n"}
+    for _ in range(6):  # each worker gets the systemd variables with its own pid
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/env/LISTEN_PID")
+        listen_pid = int(conn.getresponse().read())
+        conn.close()
+        assert listen_pid in workers
+
+    run.envdir(MATRIX="two")
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    wait_until(lambda: {g for g, _ in read_status(status)} == {2}
+               and len(read_status(status)) == WORKERS, 30, "generation 2 alone")
+    assert set(_answers(port, "/env/MATRIX", 3)) == {"two\n"}
+    lines = s.lines[mark:]
+    ran = max(log_time(line.split()[0]) for line in lines
+              if re.search(r"new worker \d+ is now running", line))
+    killed = next(log_time(line.split()[0]) for line in lines
+                  if line.endswith("] killing old workers"))
+    assert killed - ran >= 0.45, lines  # --kill-old-delay, after the last worker is ready
+    wait_until(lambda: record.read_text().count("1 USR1") == WORKERS, 20, "3 x USR1")
+
+    s.signal(signal.SIGTERM)
+    assert s.wait(30) == 0, s.output
+    assert record.read_text().count("2 INT") == WORKERS, record.read_text()
+    assert "TERM" not in record.read_text()
+    assert not status.exists() and not (run.tmp / "s.sock").exists()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["foreground", "daemonize"])
+def test_clients_with_workers_and_wait_ready(
+    run: Harness, make: list[Starter], mode: str
+) -> None:
+    """--restart, --status, --upgrade, --stop against 3 workers that must be ready."""
+    s = Starter(run, mode)
+    files = [f"--pid-file={s.pid_file}", f"--status-file={s.status}"]
+    r = run.run("--restart", *files, "--timeout=60", timeout=90)
+    assert r.returncode == 0, r
+    assert {g for g, _ in read_status(s.status)} == {2}
+    workers = sorted(p for _, p in read_status(s.status))
+    assert len(workers) == WORKERS
+    r = run.run("--status", "--json", *files)
+    assert r.returncode == 0, r
+    shown = json.loads(r.stdout)["generations"]
+    assert sorted(g["pid"] for g in shown) == workers, shown
+    r = run.run("--upgrade", *files, "--timeout=60", timeout=90)
+    assert r.returncode == 0, r
+    assert sorted(p for _, p in read_status(s.status)) == workers
+    assert gen_of(s.get()) == 2
+    r = run.run("--stop", f"--pid-file={s.pid_file}", "--timeout=60", timeout=90)
+    assert r.returncode == 0, r
+    assert s.wait_exit() in (0, None)
+    wait_until(lambda: not run.leftovers(), 20, "every worker to exit")
+    left = [p for p in (s.pid_file, s.status, Path(f"{s.status}.json"), s.sock_path)
+            if p.exists()]
+    assert not left, left

@@ -64,6 +64,13 @@ EXAMPLES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "Deploy: restart, and wait until the new generation took over:",
         ("start_server --restart --pid-file app.pid --status-file app.status",),
     ),
+    (
+        "Two workers more (until the starter restarts), then restart worker 1 alone:",
+        (
+            "start_server --scale +2 --pid-file app.pid --status-file app.status",
+            "start_server --restart --worker 1 --pid-file app.pid --status-file app.status",
+        ),
+    ),
     ("Everything from a file:", ("start_server --config examples/start_server.yaml",)),
 )
 

@@ -152,7 +152,12 @@ def test_a_scale_holds_across_a_restart_of_the_generation(run: Harness) -> None:
     run.start(f"--port=127.0.0.1:{port}", *files, "--workers=2", "--interval=0.1",
               "--", PY, APP)
     settled(status, 2)
-    assert client(run, files, "--scale=+1").returncode == 0
+    # The clients find the starter from a --config file, as the other clients do.
+    config = run.tmp / "clients.yaml"
+    config.write_text(f"pid-file: {pid_file}\nstatus-file: {status}\ntimeout: 60\n")
+    r = run.run(f"--config={config}", "--scale=+1", timeout=90)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "start_server: generation 1 runs 3 workers\n"
     r = client(run, files, "--restart")
     assert r.returncode == 0, r.stderr
     settled(status, 3, generation=2)

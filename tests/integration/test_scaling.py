@@ -136,13 +136,16 @@ def test_a_failed_worker_restart_is_reported_and_the_old_worker_serves_on(
     files = [f"--pid-file={pid_file}", f"--status-file={status}"]
     envdir = run.envdir(APP_EXTRA="")
     run.start(f"--port=127.0.0.1:{port}", *files, f"--envdir={envdir}", "--workers=2",
-              "--interval=0.2", "--", PY, APP)
+              "--wait-ready", "--", PY, APP, "--notify")
     before = settled(status, 2)
-    run.envdir(APP_EXTRA="--exit 3")  # the new code is broken
+    run.envdir(APP_EXTRA="--exit 3")  # the new code is broken: it exits before it is ready
     r = client(run, files, "--restart", "--worker=1")
     assert r.returncode == 1
     assert r.stderr == "start_server: the new worker in slot 1 did not start\n"
-    assert slots(status)[1][1] == before[1]
+    workers = _detail(status)["generations"]
+    assert [w["pid"] for w in workers if w["worker"] == 1 and w["state"] == "active"] == [
+        before[1]
+    ]
 
 
 def test_a_scale_holds_across_a_restart_of_the_generation(run: Harness) -> None:

@@ -159,6 +159,14 @@ class _Fd:
         return self._fd
 
 
+def detaches(daemonize: bool) -> bool:
+    """Whether ``--daemonize`` detaches: not as PID 1 of a PID namespace (a
+    container's entry point). When PID 1 exits the kernel kills every process
+    of its namespace, so a detached starter would die with its workers while
+    the start said it succeeded; PID 1 stays in the foreground instead."""
+    return daemonize and os.getpid() != 1
+
+
 def daemonize(preserve: list[int], *, stdin_is_socket: bool) -> None:
     """fork, setsid, fork (python-daemon), keeping our sockets and files.
 

@@ -445,8 +445,9 @@ def written_files(config: Config) -> list[tuple[str, str]]:
 def serve(config: Config, environ: Mapping[str, str],
           options: Optional[dict[str, Any]] = None) -> int:
     """Set everything up, run the loop, and leave nothing behind."""
-    from .daemonize import LogError, LogTarget, daemonize
+    from .daemonize import LogError, LogTarget, detaches
 
+    detach = detaches(config.daemonize)
     bound, foreign = _listen(config, environ)
     pidfile: Optional[PidFile] = None
     status: Optional[StatusFile] = None
@@ -456,7 +457,7 @@ def serve(config: Config, environ: Mapping[str, str],
         if config.pid_file is not None:
             pidfile = PidFile(config.pid_file)
             # Our pid at once (nothing yet if we are about to fork): never the last one's.
-            pidfile.acquire(None if config.daemonize else os.getpid())
+            pidfile.acquire(None if detach else os.getpid())
         if config.log_file is not None:
             logs = LogTarget(config.log_file)
             logs.open()
@@ -464,11 +465,7 @@ def serve(config: Config, environ: Mapping[str, str],
         if logs is not None:
             logs.redirect()
         if config.daemonize:
-            daemonize(
-                [b.fd for b in bound] + ([pidfile.fd] if pidfile and pidfile.fd else []),
-                stdin_is_socket=any(b.fd == 0 for b in bound),
-            )
-            log(f"detached into the background as pid {os.getpid()}")
+            _detach(detach, bound, pidfile)
         if pidfile is not None:
             pidfile.write(os.getpid())
         if config.status_file is not None:
@@ -487,6 +484,20 @@ def serve(config: Config, environ: Mapping[str, str],
         return EXIT_SOFTWARE
     finally:
         _clean_up(status, bound, pidfile, running, logs)
+
+
+def _detach(detach: bool, bound: list[Bound], pidfile: Optional[PidFile]) -> None:
+    """``--daemonize``: into the background, or one line saying why not (PID 1)."""
+    from .daemonize import daemonize
+
+    if not detach:
+        log("--daemonize: not detaching as PID 1 (the PID namespace would end with it)")
+        return
+    daemonize(
+        [b.fd for b in bound] + ([pidfile.fd] if pidfile and pidfile.fd else []),
+        stdin_is_socket=any(b.fd == 0 for b in bound),
+    )
+    log(f"detached into the background as pid {os.getpid()}")
 
 
 def _listen(config: Config, environ: Mapping[str, str]) -> tuple[list[Bound], Optional[str]]:

@@ -48,10 +48,12 @@ from support import (
     wait_until,
 )
 
-MODES = ("foreground", "daemonize", "pid1", "socket")
+# pid1-daemonize: --daemonize in a container's entry point: PID 1 stays in the foreground.
+MODES = ("foreground", "daemonize", "pid1", "pid1-daemonize", "socket")
 STOPS = ("TERM", "INT", "QUIT")
 # The stop signal of each mode's long sequence; the other pairs get a short test.
-SEQUENCE_STOP = {"foreground": "QUIT", "daemonize": "INT", "pid1": "QUIT", "socket": "TERM"}
+SEQUENCE_STOP = {"foreground": "QUIT", "daemonize": "INT", "pid1": "QUIT",
+                 "pid1-daemonize": "TERM", "socket": "TERM"}
 STRAYS = ("ALRM", "TSTP", "RTMIN")
 WORKERS = 3
 ACTIVATE = shutil.which("systemd-socket-activate")
@@ -67,7 +69,7 @@ def _unshare_works() -> bool:
 
 
 def _skip_unless_possible(mode: str) -> None:
-    if mode == "pid1" and not _unshare_works():
+    if mode.startswith("pid1") and not _unshare_works():
         pytest.skip("no PID namespace on this machine")
     if mode == "socket" and ACTIVATE is None:
         pytest.skip("systemd-socket-activate is not installed")
@@ -102,8 +104,10 @@ class Starter:
             assert fg.returncode == 0, fg
             self.pid = wait_until(lambda: self.pid_file.read_text().endswith("\n")
                                   and int(self.pid_file.read_text()), what="the pid file")
-        elif mode == "pid1":
-            self.proc = self._own(["unshare", "--pid", "--fork", "--kill-child", *starter, *args])
+        elif mode.startswith("pid1"):
+            detach = ["--daemonize"] if mode == "pid1-daemonize" else []
+            self.proc = self._own(["unshare", "--pid", "--fork", "--kill-child", *starter,
+                                   *detach, *args])
             self.pid = wait_until(self._child_of_unshare, what="the starter under unshare")
         else:
             assert ACTIVATE is not None
@@ -255,7 +259,7 @@ def _hup_under_load(s: Starter, gen: int) -> None:
         served = load.count(gen)
         wait_until(lambda: load.count(gen) > served, 20, "answers after the HUP")
     assert not load.failures, load.failures[:5]
-    if s.mode != "pid1":  # there the log's pids are the namespace's
+    if not s.mode.startswith("pid1"):  # there the log's pids are the namespace's
         for pid in re.findall(r"gen=\d+ pid=\d+ old worker (\d+) died", s.text()):
             assert gone(int(pid))
 

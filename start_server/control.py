@@ -453,6 +453,7 @@ def render(detail: Mapping[str, Any], pid: int, now: float, live: bool = False) 
     lines = [
         f"start_server pid {shown_pid}: {_headline(workers)}",
         *_table(workers, now, live),
+        *roll_lines(detail),
         *_failure_lines(detail, now),
         *_upgrade_lines(detail, now),
     ]
@@ -461,6 +462,18 @@ def render(detail: Mapping[str, Any], pid: int, now: float, live: bool = False) 
         ago = _since(detail, "last_event_at", now)
         lines.append(f"last event{f' {_age(ago)} ago' if ago is not None else ''}: {event}")
     return lines
+
+
+def roll_lines(detail: Mapping[str, Any]) -> list[str]:
+    """A rolling restart in progress: ``rolling: generation 7: 3/8 workers``."""
+    roll = detail.get("rolling")
+    if not isinstance(roll, dict):
+        return []
+    number, started = _whole(roll.get("generation")), _whole(roll.get("started"))
+    workers = _whole(roll.get("workers"))
+    if number is None or started is None or workers is None:
+        return []
+    return [f"rolling: generation {number}: {started}/{workers} workers"]
 
 
 def _upgrade_lines(detail: Mapping[str, Any], now: float) -> list[str]:

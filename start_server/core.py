@@ -34,6 +34,7 @@ from __future__ import annotations
 import signal
 from dataclasses import replace
 
+from . import rolling
 from .events import (
     Asked,
     Exit,
@@ -274,6 +275,8 @@ class Supervisor:
             self.fleet.record.number, self.fleet.record.reason, self.fleet.record.at,
             min(due) if due else None, *self.fleet.last_event,
             self.scale.count, tuple(self.scale.asks.answers),
+            rolling.progress(self.fleet.policy, self.fleet.starting(),
+                             self.fleet.current() is not None),
         )
 
     # ---- the hand-over of an upgrade (upgrade.py) -----------------------------

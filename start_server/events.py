@@ -183,6 +183,7 @@ class Publish:
     last_event_at: Optional[float] = None
     workers: int = 1  # the live count (--workers, then --scale)
     answers: tuple[tuple[str, str, str], ...] = ()  # clients' requests: (id, state, message)
+    roll: Optional[tuple[int, int, int]] = None  # (generation, started, of --workers) rolling in
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 
+from . import rolling
 from .events import Kill
 from .generations import State
 
@@ -89,6 +90,10 @@ class Exits:
             self.fleet.log(f"worker {w.pid} (slot {w.slot}) died, {st}", w)
             return
         self.fleet.log(f"worker {w.pid} (slot {w.slot}) died unexpectedly with {st}", w)
+        roll = rolling.in_progress(self.fleet)
+        if roll is not None:
+            self.fleet.log(f"slot {w.slot}: generation {roll.number}'s roll replaces it", w)
+            return
         if self.retries.crashed(w, now):
             self.fleet.spawn_slot(g, w.slot, "replacing it")
             return

@@ -128,6 +128,9 @@ class Fleet:
     def new_generation(self, now: float) -> None:
         self.restarts.started()
         self.last_number += 1
+        if self.policy.rolling:  # its workers are spawned as room allows (rolling.py)
+            self.gens[self.last_number] = Generation(self.last_number, State.STARTING, now)
+            return
         self.gens[self.last_number] = Generation(
             self.last_number, State.STARTING, now, pending=list(range(self.policy.workers))
         )
@@ -159,15 +162,17 @@ class Fleet:
         self.out.append(Kill(w.pid, signum, group))
 
     def retire(
-        self, g: Generation, signum: int, now: float, grace: Optional[float], group: bool = False
+        self, g: Generation, signum: int, now: float, grace: Optional[float], group: bool = False,
+        *, keep_serving: bool = False,
     ) -> None:
+        """``keep_serving``: its started workers are left running (a stopped roll's)."""
         # generation ACTIVE -> RETIRING, or STARTING -> RETIRING
         self.move(g, State.RETIRING)
         g.retire_at = None
         g.retire_signal, g.retire_grace = signum, grace
         self.slots.drop(g.number)
         for w in g.workers:
-            if w.state is not State.RETIRING:
+            if w.state is not State.RETIRING and not (keep_serving and w.state is State.ACTIVE):
                 self.retire_worker(w, signum, now, grace, group)
         self.end_if_empty(g)  # no worker left to wait for (all died, none on its way)
 

@@ -38,6 +38,11 @@ def _parameter(opt: Option) -> click.Option:
         return click.Option([opt.flag, opt.dest], flag_value=opt.name, help=opt.help_text)
     if opt.kind == FLAG:
         return click.Option([opt.flag, opt.dest], is_flag=True, help=opt.help_text)
+    if opt.bare is not None:  # ``--rolling`` or ``--rolling=K``
+        return click.Option(
+            [opt.flag, opt.dest], is_flag=False, flag_value=opt.bare,
+            metavar=f"[{opt.metavar}]", help=opt.help_text,
+        )
     return click.Option(
         [opt.flag, opt.dest], multiple=opt.kind == LIST, metavar=opt.metavar, help=opt.help_text
     )
@@ -130,6 +135,7 @@ def parse(args: list[str]) -> tuple[str, Union[Config, ClientOptions], bool, dic
     """The mode (``run``, ``restart``, ``stop``, ``status``), the Config,
     ``--json`` and the raw options it was built from (``--config`` merged in);
     usage errors, ``--help`` and ``--version`` exit here."""
+    _negative_optional_values(args)
     try:
         result = command.main(args=args, prog_name="start_server", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -146,3 +152,20 @@ def parse(args: list[str]) -> tuple[str, Union[Config, ClientOptions], bool, dic
     if not isinstance(result, tuple):  # --help, --version: click returns their exit code
         sys.exit(result or 0)
     return result
+
+
+def _negative_optional_values(args: list[str]) -> None:
+    """``--rolling=-1``: click takes a value that starts with ``-`` for the next
+    option (an optional value is left off); name the option and the value instead."""
+    from .values import SpecError
+
+    for arg in args:
+        if arg == "--":
+            return
+        for opt in TABLE:
+            prefix = opt.flag + "=-"
+            if opt.bare is not None and opt.parse is not None and arg.startswith(prefix):
+                try:
+                    opt.parse(arg[len(opt.flag) + 1:])
+                except SpecError as exc:
+                    fail(f"{arg}: {exc}", 2)

@@ -47,6 +47,7 @@ class Option:
 
     __slots__ = (
         "alias_of",
+        "bare",
         "default",
         "dest",
         "env",
@@ -79,6 +80,7 @@ class Option:
         alias_of: Optional[str] = None,
         shown: Optional[str] = None,
         dest: Optional[str] = None,
+        bare: Optional[str] = None,
     ) -> None:
         self.name = name  # with underscores: the key of the raw options
         self.section = section
@@ -94,6 +96,7 @@ class Option:
         self.alias_of = alias_of
         self.shown = shown
         self.dest = dest or name  # click's parameter name (``mode`` for the client switches)
+        self.bare = bare  # the value of ``--name`` given without one (None: a value is needed)
 
     @property
     def flag(self) -> str:
@@ -278,6 +281,12 @@ TABLE: tuple[Option, ...] = (
         "workers", HEALTH,
         "Run N copies of the command per generation (SERVER_STARTER_WORKER=0..N-1).",
         metavar="N", default=1, parse=_count(1, MAX_WORKERS),
+    ),
+    Option(
+        "rolling", HEALTH,
+        "Restart the workers K at a time (--rolling alone: one): a new one starts, then an "
+        "old one is signalled, the next once that one exited; at most N + K at once.",
+        metavar="K", default=0, parse=_count(1, MAX_WORKERS), bare="1",
     ),
     Option(
         "max_memory", HEALTH,

@@ -35,6 +35,7 @@ class Policy:
     # a started worker that ran this long and died is no crash loop
     min_uptime: float = default("min_uptime")
     workers: int = default("workers")
+    rolling: int = default("rolling")  # K: a restart replaces K workers at a time (0: all)
     auto_restart_jitter: float = default("auto_restart_jitter")
     # bytes, per generation (per worker with workers > 1)
     max_memory: Optional[int] = default("max_memory")

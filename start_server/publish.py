@@ -50,6 +50,10 @@ def status_detail(snapshot: Publish, starter_pid: int, now: float) -> dict[str, 
         "last_event_at": (
             None if snapshot.last_event_at is None else wall - (now - snapshot.last_event_at)
         ),
+        "rolling": (
+            None if snapshot.roll is None
+            else dict(zip(("generation", "started", "workers"), snapshot.roll))
+        ),
         "updated_at": wall,
     }
 

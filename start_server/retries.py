@@ -4,6 +4,7 @@ the next attempt, of the generation or of the slot, waits out the backoff."""
 
 from __future__ import annotations
 
+from . import rolling
 from .events import NotifyUpstream
 from .failures import never_started_hint
 from .generations import State
@@ -43,7 +44,9 @@ class Retries:
                 )
             )
         delay = self.fleet.backoff_delay()
-        at = max(g.spawned_at + delay, now)
+        # A roll may have run long before its failure: its backoff counts from then.
+        since = now if self.fleet.policy.rolling and cur is not None else g.spawned_at
+        at = max(since + delay, now)
         self.fleet.restarts.retry_at(at)
         wait = at - now
         failures = self.fleet.failures
@@ -52,6 +55,9 @@ class Retries:
 
     def fail_generation(self, g: Generation, now: float, reason: str) -> None:
         """Stop what is left of a generation that did not start, then count it."""
+        if rolling.stop(self.fleet, g, now):  # a roll's started workers keep serving
+            self.generation_failed(g, now, reason)
+            return
         for w in g.workers:
             w.failed_start = True
         if g.workers or g.pending:

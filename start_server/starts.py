@@ -5,6 +5,7 @@ set to retire, after --kill-old-delay."""
 
 from __future__ import annotations
 
+from . import rolling
 from .events import NotifyUpstream
 from .generations import State, Worker
 from .spec import signal_name
@@ -46,6 +47,7 @@ class Starts:
         g = self.fleet.gens[w.number]
         if g.state is State.STARTING:
             self.fleet.log(f"new worker {w.pid} is now running ({why})", w)
+            rolling.started(self.fleet, g, w, now)
             live = [x for x in g.workers if not x.failed_start]
             workers = self.fleet.policy.workers
             if len(live) == workers and all(x.state is State.ACTIVE for x in live):
@@ -54,7 +56,7 @@ class Starts:
         # A worker replaced alone, in an ACTIVE generation.
         self.fleet.log(f"worker {w.pid} (slot {w.slot}) is now running ({why})", w)
         self.fleet.backoff.succeeded(now)
-        old = next((x for x in g.workers if x.pid == w.replaces), None)
+        old = None if w.replaces is None else self.fleet.by_pid(w.replaces)
         w.replaces = None
         if old is not None and old.state is State.ACTIVE:
             p = self.fleet.policy
@@ -114,8 +116,7 @@ class Starts:
         w = Worker(ev.number, ev.slot, ev.pid, State.STARTING, spawned_at=now)
         w.jitter = ev.jitter * self.fleet.policy.auto_restart_jitter
         if g.state is State.ACTIVE:
-            old = [x for x in g.in_slot(ev.slot) if x.state is State.ACTIVE]
-            w.replaces = old[0].pid if old else None
+            w.replaces = rolling.successor_of(self.fleet.gens.values(), g, ev.slot)
         g.workers.append(w)
         self.fleet.log(f"starting new worker {ev.pid}", w)
         self.scale.spawned(g, ev.slot)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 
-from . import autorestart
+from . import autorestart, rolling
 from .events import Kill, Measure
 from .generations import State
 
@@ -121,9 +121,10 @@ class Timers:
     def _due_slot_respawn(self) -> list[tuple[float, Any]]:
         """Slots of the current generation to try again after the backoff."""
         cur = self.fleet.current()
-        if self.stop.stopping or cur is None:
+        if self.stop.stopping or cur is None or rolling.in_progress(self.fleet) is not None:
             return []
-        return self.fleet.slots.waiting(cur.number)
+        waiting = sorted(self.fleet.slots.waiting(cur.number))
+        return waiting[: rolling.room(self.fleet.policy, self.fleet.gens.values())]
 
     def _fire_slot_respawn(self, items: list[tuple[int, int]], now: float) -> None:
         for number, slot in sorted(items):
@@ -143,6 +144,12 @@ class Timers:
         self.fleet.log(f"autorestart triggered ({forced}interval={interval:g})")
         self.fleet.new_generation(now)
 
+    def _due_roll(self) -> list[tuple[float, Any]]:
+        return list(rolling.due(self.fleet, self.stop.stopping))
+
+    def _fire_roll(self, items: list[Generation], now: float) -> None:
+        rolling.spawn(self.fleet, items[0])
+
     def _due_worker_auto(self) -> list[tuple[float, Any]]:
         f = self.fleet
         return list(autorestart.workers_due(f.policy, f.current(), f.slots, self.stop.stopping))
@@ -156,6 +163,8 @@ class Timers:
         cur = self.fleet.current()
         if self.stop.stopping or cur is None or self.fleet.starting() is not None:
             return []
+        if not rolling.room(self.fleet.policy, self.fleet.gens.values()):
+            return []  # --rolling: once a worker exits
         nxt = self.fleet.slots.next(cur)
         return [] if nxt is None else [(self.fleet.now, nxt)]
 
@@ -190,6 +199,7 @@ TIMERS = (
     ("new generation after the backoff", Timers._due_respawn, Timers._fire_respawn),
     ("slot again after the backoff", Timers._due_slot_respawn, Timers._fire_slot_respawn),
     ("auto-restart", Timers._due_auto_restart, Timers._fire_auto_restart),
+    ("next workers of a roll", Timers._due_roll, Timers._fire_roll),
     ("worker auto-restart", Timers._due_worker_auto, Timers._fire_worker_auto),
     ("in-place replacement", Timers._due_replace, Timers._fire_replace),
     ("health check", Timers._due_measure, Timers._fire_measure),

@@ -30,6 +30,7 @@ from .control import (
     _whole,
     read_detail,
     render,
+    roll_lines,
     workers_of,
 )
 
@@ -87,6 +88,7 @@ class _Lines:
         self.out, self.pid = out, pid
         self.seen: dict[tuple[Any, Any, Any], str] = {}
         self.failure: tuple[Any, Any] = (None, None)
+        self.roll: list[str] = []
 
     def __enter__(self) -> _Lines:
         return self
@@ -113,6 +115,10 @@ class _Lines:
             why = _text(failure[1], 200) or "?"
             lines.append(f"generation {failure[0]} failed to start: {why}")
             self.failure = failure
+        roll = roll_lines(detail)
+        if roll != self.roll:
+            lines += roll
+            self.roll = roll
         if lines:
             self.out.write("".join(f"{stamp} {line}\n" for line in lines))
             self.out.flush()

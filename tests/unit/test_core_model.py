@@ -48,6 +48,7 @@ from start_server.core import (
     Supervisor,
     Tick,
 )
+from start_server.rolling import processes
 
 if TYPE_CHECKING:
     from start_server.core import Action, Event
@@ -117,6 +118,7 @@ def policies() -> st.SearchStrategy[Policy]:
         max_fd_fraction=st.one_of(st.none(), st.just(0.5)),
         health_check_interval=st.sampled_from((0.5, 2.0)),
         min_uptime=st.sampled_from((0.0, 1.0, 2.0)),
+        rolling=st.sampled_from((0, 0, 1, 2)),
     )
 
 
@@ -255,6 +257,7 @@ class CoreModel(RuleBasedStateMachine):
         self._check_numbers(actions, before)
         self._check_kills(event, actions, before)
         self._check_newest_not_retired(event, actions, before)
+        self._check_rolling_bound()
         if any(isinstance(a, Exit) for a in actions):
             self._check_exit()
         self._check_starts(before)
@@ -277,7 +280,10 @@ class CoreModel(RuleBasedStateMachine):
                 self.highest_spawned = new = a.number
             elif a.number != new:  # a worker replaced alone: only in the current generation
                 g = sup.gens.get(a.number)
-                assert g is not None and g is sup.current(), f"{a} for an old generation"
+                rolling = sup.policy.rolling and g is not None and g is sup.fleet.starting()
+                assert g is not None and (g is sup.current() or rolling), (
+                    f"{a} for an old generation"
+                )
         assert all(n <= sup.last_number for n in sup.gens)
 
     def _check_kills(self, event: Event, actions: list[Action], before: Before) -> None:
@@ -328,7 +334,26 @@ class CoreModel(RuleBasedStateMachine):
                 w.slot == proc.slot and w.pid != a.pid and w.state is State.ACTIVE
                 for w in g.workers
             )
+            if sup.policy.rolling and not isinstance(event, Exited):
+                # A roll signals an old worker only while --workers others serve.
+                serving = sum(w.state is State.ACTIVE for w in sup.workers())
+                successor = successor or serving >= sup.policy.workers
             assert successor, f"{a}: a serving worker of generation {number}, not replaced"
+
+    def _check_rolling_bound(self) -> None:
+        """--rolling K: never more than --workers + K worker processes, spawns on
+        their way included, as the core counts them and as the model OS has them."""
+        p = self.sup.policy
+        if not p.rolling:
+            return
+        most = p.workers + p.rolling
+        counted = processes(self.sup.gens.values())
+        assert counted <= most, f"{counted} workers > --workers {p.workers} + {p.rolling}"
+        # A failed spawn is a process until the core hears of it (SpawnFailed queued).
+        alive = len(self._alive(leftover=False)) + sum(
+            isinstance(e, SpawnFailed) for e in self.queue
+        )
+        assert alive <= most, f"{alive} worker processes > --workers {p.workers} + {p.rolling}"
 
     def _check_exit(self) -> None:
         alive = self._alive()

@@ -1,0 +1,210 @@
+"""The pure supervisor under ``--rolling K``: K workers at a time, never more than N + K.
+
+Worker ``slot`` of generation ``n`` runs as pid ``100 * n + slot`` here (a
+refill in the same slot: ``+ 10``).
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING
+
+from start_server.core import (
+    Exited,
+    Kill,
+    Log,
+    Notified,
+    Policy,
+    Signalled,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    Start,
+    State,
+    Supervisor,
+    Tick,
+)
+from start_server.publish import status_detail
+from start_server.rolling import processes, to_retire, to_spawn, vacant
+
+if TYPE_CHECKING:
+    from start_server.core import Action
+
+TERM = signal.SIGTERM
+
+
+def make(**policy: object) -> Supervisor:
+    return Supervisor(Policy(**policy))  # type: ignore[arg-type]
+
+
+def spawns(acts: list[Action]) -> list[tuple[int, int]]:
+    return [(a.number, a.slot) for a in acts if isinstance(a, Spawn)]
+
+
+def kills(acts: list[Action]) -> list[int]:
+    return [a.pid for a in acts if isinstance(a, Kill) and not a.group]
+
+
+def logs(acts: list[Action]) -> str:
+    return "\n".join(a.message for a in acts if isinstance(a, Log))
+
+
+def boot(s: Supervisor) -> None:
+    """Generation 1, all N workers at once (nothing serves yet), started at t=1."""
+    n = s.policy.workers
+    assert spawns(s.handle(Start(), 0.0)) == [(1, k) for k in range(n)]
+    for k in range(n):
+        s.handle(Spawned(1, 100 + k, {}, k), 0.0)
+    s.handle(Tick(), 1.0)
+    assert s.gens[1].state is State.ACTIVE
+
+
+def test_a_hup_replaces_one_worker_at_a_time() -> None:
+    s = make(workers=3, rolling=1)
+    boot(s)
+    acts = s.handle(Signalled(signal.SIGHUP), 10.0)
+    assert spawns(acts) == [(2, 0)]  # room for one: 3 old + 1 new
+    assert s.snapshot().roll == (2, 0, 3)
+    s.handle(Spawned(2, 200, {}, 0), 10.0)
+    acts = s.handle(Tick(), 11.0)  # alive past --interval: started; slot 0's old goes
+    assert kills(acts) == [100]
+    assert spawns(acts) == []  # the old one still runs: no room yet
+    assert s.snapshot().roll == (2, 1, 3)
+    acts = s.handle(Exited(100, 0, "exit code 0"), 11.5)
+    assert spawns(acts) == [(2, 1)]
+    s.handle(Spawned(2, 201, {}, 1), 11.5)
+    assert kills(s.handle(Tick(), 12.5)) == [101]
+    assert spawns(s.handle(Exited(101, 0, "exit code 0"), 13.0)) == [(2, 2)]
+    s.handle(Spawned(2, 202, {}, 2), 13.0)
+    acts = s.handle(Tick(), 14.0)
+    assert kills(acts) == [102]
+    assert s.gens[2].state is State.ACTIVE and s.current() is s.gens[2]
+    assert s.snapshot().roll is None
+    s.handle(Exited(102, 0, "exit code 0"), 14.5)
+    assert 1 not in s.gens
+
+
+def test_k_workers_at_a_time_and_wait_ready() -> None:
+    s = make(workers=4, rolling=2, wait_ready=True, ready_timeout=30.0)
+    n = 4
+    s.handle(Start(), 0.0)
+    for k in range(n):
+        s.handle(Spawned(1, 100 + k, {}, k), 0.0)
+        s.handle(Notified(1, {"READY": "1"}, 100 + k), 0.1)
+    assert s.gens[1].state is State.ACTIVE
+    assert spawns(s.handle(Signalled(signal.SIGHUP), 5.0)) == [(2, 0), (2, 1)]
+    s.handle(Spawned(2, 200, {}, 0), 5.0)
+    s.handle(Spawned(2, 201, {}, 1), 5.0)
+    assert kills(s.handle(Tick(), 10.0)) == []  # alive is not ready
+    assert kills(s.handle(Notified(2, {"READY": "1"}, 201), 10.0)) == [101]
+    assert processes(s.gens.values()) == 6
+
+
+def test_an_old_worker_that_dies_during_the_roll_is_made_up_by_the_roll() -> None:
+    s = make(workers=3, rolling=1)
+    boot(s)
+    s.handle(Signalled(signal.SIGHUP), 10.0)
+    s.handle(Spawned(2, 200, {}, 0), 10.0)
+    acts = s.handle(Exited(102, 256, "exit code 1"), 10.5)
+    assert "roll replaces it" in logs(acts)
+    assert spawns(acts) == [(2, 1)]  # its room goes to the roll, not to generation 1
+    s.handle(Spawned(2, 201, {}, 1), 10.5)
+    acts = s.handle(Tick(), 11.5)  # both started: 2 new + 2 old > 3; the one in slot 1 goes
+    assert kills(acts) == [101]
+    assert processes(s.gens.values()) <= 4
+
+
+def test_a_failed_replacement_stops_the_roll_and_the_started_ones_serve() -> None:
+    s = make(workers=3, rolling=1, backoff_max=8.0)
+    boot(s)
+    s.handle(Signalled(signal.SIGHUP), 10.0)
+    s.handle(Spawned(2, 200, {}, 0), 10.0)
+    s.handle(Tick(), 11.0)
+    s.handle(Exited(100, 0, "exit code 0"), 11.2)  # slot 1 spawned next
+    s.handle(Spawned(2, 201, {}, 1), 11.2)
+    acts = s.handle(Exited(201, 256, "exit code 1"), 11.5)
+    assert "rolling: stopped" in logs(acts)
+    assert kills(acts) == []  # generation 2's started worker keeps serving
+    assert s.gens[2].state is State.RETIRING
+    assert [w.state for w in s.gens[2].workers] == [State.ACTIVE]
+    assert s.current() is s.gens[1] and s.gens[1].pending == [0]  # slot 0 filled again
+    assert vacant(s.policy, s.gens[1]) == []
+    detail = status_detail(s.snapshot(), 1, 12.0)
+    assert detail["failed_generation"] == 2
+    assert detail["rolling"] is None
+    # Slot 0 of generation 1 is filled again; once it started, 200 goes.
+    s.handle(Spawned(1, 110, {}, 0), 11.5)
+    acts = s.handle(Tick(), 12.5)
+    assert kills(acts) == [200]
+    # The backoff's next attempt (1 s after the failure) rolls again, as room allows.
+    assert 3 in s.gens and spawns(acts) == []
+    assert spawns(s.handle(Exited(200, 0, "exit code 0"), 13.0)) == [(3, 0)]
+    assert 2 not in s.gens
+
+
+def test_a_failed_first_replacement_is_a_failed_start_as_without_rolling() -> None:
+    s = make(workers=2, rolling=1)
+    boot(s)
+    s.handle(Signalled(signal.SIGHUP), 10.0)
+    acts = s.handle(SpawnFailed(2, "exec failed", 0), 10.0)
+    assert 2 not in s.gens and s.current() is s.gens[1]
+    assert len(s.gens[1].workers) == 2 and kills(acts) == []
+    assert status_detail(s.snapshot(), 1, 10.0)["failed_generation"] == 2
+
+
+def test_a_hup_during_a_roll_rolls_again_once_it_is_done() -> None:
+    s = make(workers=2, rolling=1)
+    boot(s)
+    s.handle(Signalled(signal.SIGHUP), 10.0)
+    s.handle(Spawned(2, 200, {}, 0), 10.0)
+    assert "one more restart will follow" in logs(s.handle(Signalled(signal.SIGHUP), 10.5))
+    s.handle(Tick(), 11.0)
+    s.handle(Exited(100, 0, "exit code 0"), 11.0)
+    s.handle(Spawned(2, 201, {}, 1), 11.0)
+    acts = s.handle(Tick(), 12.0)
+    assert s.gens[2].state is State.ACTIVE
+    assert kills(acts) == [101]
+    assert spawns(acts) == []  # generation 3 waits for room: 101 still runs
+    assert spawns(s.handle(Exited(101, 0, "exit code 0"), 12.5)) == [(3, 0)]
+
+
+def test_term_during_a_roll_stops_everything() -> None:
+    s = make(workers=2, rolling=1, stop_timeout=5.0)
+    boot(s)
+    s.handle(Signalled(signal.SIGHUP), 10.0)
+    s.handle(Spawned(2, 200, {}, 0), 10.0)
+    acts = s.handle(Signalled(TERM), 10.5)
+    assert sorted(kills(acts)) == [100, 101, 200]
+    for pid in (100, 101):
+        assert spawns(s.handle(Exited(pid, 0, "exit code 0"), 11.0)) == []
+    assert any(a.__class__.__name__ == "Exit" for a in s.handle(Exited(200, 0, "x"), 11.0))
+
+
+def test_one_worker_rolls_like_the_original_restarts() -> None:
+    s = make(rolling=1)
+    boot(s)
+    assert spawns(s.handle(Signalled(signal.SIGHUP), 10.0)) == [(2, 0)]
+    s.handle(Spawned(2, 200, {}, 0), 10.0)
+    assert kills(s.handle(Tick(), 11.0)) == [100]
+    assert s.current() is s.gens[2]
+
+
+def test_the_roll_is_handed_over_with_the_generations() -> None:
+    s = make(workers=3, rolling=1)
+    boot(s)
+    s.handle(Signalled(signal.SIGHUP), 10.0)
+    s.handle(Spawned(2, 200, {}, 0), 10.0)
+    s.handle(Tick(), 11.0)
+    t = Supervisor.from_dict(s.to_dict(), s.policy)
+    assert t.snapshot().roll == (2, 1, 3)
+    assert spawns(t.handle(Exited(100, 0, "exit code 0"), 11.5)) == [(2, 1)]
+
+
+def test_pure_rules() -> None:
+    s = make(workers=3, rolling=1)
+    boot(s)
+    s.handle(Signalled(signal.SIGHUP), 10.0)
+    g = s.gens[2]
+    gens = list(s.gens.values())
+    assert to_spawn(s.policy, g, gens) == []  # 3 + 1 spawn on its way = N + K
+    assert to_retire(s.policy, g, gens, 0) == []  # none of its workers started

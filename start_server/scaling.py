@@ -226,8 +226,12 @@ class Scaling:
         cur = self.fleet.current()
         if cur is None or self.fleet.starting() is not None:
             return
+        n = self.fleet.policy.workers
         for a in list(self.asks.open):
-            message = _done(a, cur, self.fleet.policy.workers)
+            if a.kind == "worker" and a.slot >= n and a.number == cur.number:
+                self.asks.answer(a.id, "failed", f"worker {a.slot} was retired (scaled to {n})")
+                continue
+            message = _done(a, cur, n)
             if message is not None:
                 self.asks.answer(a.id, "done", message)
 

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from start_server.core import (
+    Asked,
     Exit,
     Exited,
     Fds,
@@ -55,7 +56,13 @@ if TYPE_CHECKING:
 
 SIGNALS = (
     signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+    signal.SIGTTIN, signal.SIGTTOU,
 )
+ASKED = {  # a client's request (--scale, --restart --worker): kind -> values
+    "scale": ("1", "2", "3", "+1", "+2", "-1", "-2", "0", "4097", "x"),
+    "worker": ("0", "1", "2", "5", "x"),
+    "bogus": ("1",),
+}
 STATUSES = {  # raw wait status -> its description
     0: "exit code 0", 256: "exit code 1", 768: "exit code 3",
     9: "killed by SIGKILL", 15: "killed by SIGTERM", 134: "killed by SIGABRT (core dumped)",
@@ -261,6 +268,7 @@ class CoreModel(RuleBasedStateMachine):
         if any(isinstance(a, Exit) for a in actions):
             self._check_exit()
         self._check_starts(before)
+        self._check_scaled()
         self._check_snapshot()
         due = sup.next_deadline()
         if self.exit_code is None:
@@ -328,8 +336,8 @@ class CoreModel(RuleBasedStateMachine):
             if isinstance(event, Exited) and a.pid == event.pid:
                 continue  # its own group, as it exits
             proc = self.procs[a.pid]
-            if proc.number != number or superseded:
-                continue
+            if proc.number != number or superseded or proc.slot >= sup.policy.workers:
+                continue  # (the last: scaled down, its slot retired)
             successor = g is not None and any(
                 w.slot == proc.slot and w.pid != a.pid and w.state is State.ACTIVE
                 for w in g.workers
@@ -369,6 +377,22 @@ class CoreModel(RuleBasedStateMachine):
             if states.get(w.pid) is State.STARTING and w.started_at is not None:
                 early = not p.wait_ready and self.now >= w.spawned_at + p.interval
                 assert w.ready or early, f"worker {w.pid} started neither ready nor by --interval"
+
+    def _check_scaled(self) -> None:
+        """Once no generation is starting, the serving one has no worker starting or
+        serving, and nothing on its way, at or above the live count (--scale)."""
+        sup = self.sup
+        n = sup.policy.workers
+        if sup.stopping or sup.fleet.starting() is not None:
+            return
+        assert sup.scale.wanted is None and 1 <= n == sup.snapshot().workers
+        cur = sup.current()
+        if cur is None:
+            return
+        high = [(w.pid, w.slot) for w in cur.workers
+                if w.slot >= n and w.state in (State.ACTIVE, State.STARTING)]
+        assert not high, f"workers {high} at or above the count {n}"
+        assert all(slot < n for (number, slot) in sup.slot_respawn if number == cur.number)
 
     def _check_snapshot(self) -> None:
         """The snapshot is the core's state: every live worker listed, nothing dead."""
@@ -449,6 +473,14 @@ class CoreModel(RuleBasedStateMachine):
             # The loop sleeps until next_deadline(): a timed rule that was not
             # announced there would have been slept through.
             assert not acted, f"a Tick at {self.now} before the next deadline {due} did {acted}"
+
+    @precondition(lambda self: self.exit_code is None)
+    @rule(kind=st.sampled_from(sorted(ASKED)), data=st.data())
+    def ask(self, kind: str, data: Draws) -> None:
+        """A client asks to scale or to restart one worker."""
+        value = data.draw(st.sampled_from(ASKED[kind]), label="value")
+        self.queue.append(Asked(f"r{self.next_pid}", kind, value))
+        self._drain(data)
 
     @rule(name=st.sampled_from(sorted(ENVDIR_VALUES)), data=st.data())
     def change_envdir(self, name: str, data: Draws) -> None:

@@ -280,6 +280,14 @@ def test_restart_worker_that_does_not_start_fails() -> None:
     assert s.gens[1].in_slot(1)[0].pid == 101  # the old one keeps serving
 
 
+def test_restart_of_a_worker_scaled_away_meanwhile_fails() -> None:
+    s = make(4)
+    boot(s)
+    s.handle(Asked("w", "worker", "3"), 1.0)
+    s.handle(Asked("d", "scale", "2"), 1.0)
+    assert answer(s, "w") == ("failed", "worker 3 was retired (scaled to 2)")
+
+
 # ---- the hand-over ---------------------------------------------------------------------
 
 

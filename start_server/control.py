@@ -451,7 +451,7 @@ def render(detail: Mapping[str, Any], pid: int, now: float, live: bool = False) 
     workers = workers_of(detail)
     shown_pid = _whole(detail.get("starter_pid"), PID_MAX) or pid
     lines = [
-        f"start_server pid {shown_pid}: {_headline(workers)}",
+        f"start_server pid {shown_pid}: {_headline(workers, _whole(detail.get('workers')))}",
         *_table(workers, now, live),
         *roll_lines(detail),
         *_failure_lines(detail, now),
@@ -486,8 +486,9 @@ def _upgrade_lines(detail: Mapping[str, Any], now: float) -> list[str]:
     return [f"running start_server {_text(detail.get('version'), 30)}, upgraded in place{when}"]
 
 
-def _headline(workers: list[dict[str, Any]]) -> str:
-    """Which generation serves, and which are starting or retiring."""
+def _headline(workers: list[dict[str, Any]], count: Optional[int] = None) -> str:
+    """Which generation serves, and which are starting or retiring; the live
+    count (``--scale``) while the serving generation is not at it."""
     gens: dict[Any, list[str]] = {}
     for w in workers:
         gens.setdefault(w.get("generation"), []).append(str(w.get("state")))
@@ -498,6 +499,7 @@ def _headline(workers: list[dict[str, Any]]) -> str:
         parts.append(f"serving generation {serving[-1]}")
         if "starting" in states:
             parts[-1] += f" ({states.count('starting')} of {len(states)} workers starting)"
+        parts[-1] += _scaling(workers, serving[-1], count)
     else:
         parts.append("nothing is serving")
     for number, states in gens.items():
@@ -510,6 +512,20 @@ def _headline(workers: list[dict[str, Any]]) -> str:
         elif "active" in states:
             parts.append(f"generation {number} active")
     return "; ".join(parts)
+
+
+def _scaling(workers: list[dict[str, Any]], serving: Any, count: Optional[int]) -> str:
+    """``, scaling to N workers`` while the serving generation's slots are not
+    0..N-1 (``--scale``, TTIN, TTOU) and no other generation is starting."""
+    if count is None or any(
+        w.get("generation") != serving and w.get("state") == "starting" for w in workers
+    ):
+        return ""
+    slots = {w.get("worker") for w in workers
+             if w.get("generation") == serving and w.get("state") in ("active", "starting")}
+    if slots == set(range(count)):
+        return ""
+    return f", scaling to {count} worker{'s' if count != 1 else ''}"
 
 
 _COLUMNS = ("GEN", "WORKER", "PID", "STATE", "READY", "UPTIME", "MEMORY", "FDS", "STATUS")

@@ -116,3 +116,20 @@ def test_any_sidecar_makes_printable_lines(
         view.show(d, NOW)
         assert all(line.isprintable() for line in control.render(d, 42, NOW, live=True))
     assert all(line.isprintable() for line in view.out.getvalue().splitlines())  # type: ignore[attr-defined]
+
+
+def test_the_headline_says_a_scale_under_way_and_nothing_once_it_is_done() -> None:
+    four = [worker(1, k, 100 + k, "active") for k in range(4)]
+    assert control.render(detail(*four, workers=4), 42, NOW)[0] == (
+        "start_server pid 42: serving generation 1"
+    )
+    up = detail(*four, worker(1, 4, 104, "starting"), workers=6)
+    assert control.render(up, 42, NOW)[0] == (
+        "start_server pid 42: serving generation 1 (1 of 5 workers starting), scaling to 6 workers"
+    )
+    down = detail(*four[:2], *(worker(1, k, 100 + k, "retiring") for k in (2, 3)), workers=2)
+    assert control.render(down, 42, NOW)[0] == "start_server pid 42: serving generation 1"
+    # A slot replaced alone (two workers in it) or a new generation starting is no scale.
+    busy = detail(*four, worker(1, 2, 112, "starting"), worker(2, 0, 200, "starting"),
+                  workers=5)
+    assert "scaling" not in control.render(busy, 42, NOW)[0]

@@ -24,6 +24,8 @@ free loopback ports, each in its own temporary directory. The sections:
   k  starter CPU per restart, HUP -> cut-over and RSS of ours --workers 1, 8, 32, 64
   l  start_server --upgrade one after the other under wrk: failed requests, and
      --upgrade -> the new code runs its loop (Perl's has no upgrade in place)
+  m  a restart of ours --workers 8, all at once vs --rolling: peak processes,
+     peak summed PSS, HUP -> the new generation alone
 
 Every wait is a condition polled with a deadline, every load is bounded in
 count and time, and everything started is stopped at the end (TERM, a

@@ -97,3 +97,15 @@ def token_pids() -> list[int]:
         except OSError:
             continue
     return out
+
+
+def pss_kb(pid: int) -> int:
+    """Proportional set size (shared pages divided among their users), in kB; 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

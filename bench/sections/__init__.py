@@ -20,6 +20,7 @@ from sections import (
     j_fds,
     k_workers_cost,
     l_upgrade,
+    m_rolling,
 )
 
 SECTIONS: list[Section] = [
@@ -33,4 +34,5 @@ SECTIONS: list[Section] = [
     j_fds.SECTION,
     k_workers_cost.SECTION,
     l_upgrade.SECTION,
+    m_rolling.SECTION,
 ]

@@ -139,7 +139,8 @@ def test_a_replacement_that_fails_stops_the_roll_and_the_old_workers_serve(
         assert r.returncode == 1, r.stderr
         assert "generation 2 failed to start" in r.stderr
         assert "the previous generation keeps serving" in r.stderr
-        s.wait_line(r"rolling: stopped; generation 2's started workers \([\d,]+\) serve", start=mark)
+        stopped = r"rolling: stopped; generation 2's started workers \([\d,]+\) serve"
+        s.wait_line(stopped, start=mark)
         served = sum(load.ok)
         wait_until(lambda: sum(load.ok) > served + 50, timeout=60, what="serving on")
         assert load.generations() == {1, 2}

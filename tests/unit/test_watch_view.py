@@ -133,3 +133,15 @@ def test_the_headline_says_a_scale_under_way_and_nothing_once_it_is_done() -> No
     busy = detail(*four, worker(1, 2, 112, "starting"), worker(2, 0, 200, "starting"),
                   workers=5)
     assert "scaling" not in control.render(busy, 42, NOW)[0]
+
+
+def test_lines_say_a_roll_once_per_step() -> None:
+    view = _Lines(io.StringIO(), 42)
+    roll = {"generation": 2, "started": 1, "workers": 3}
+    w = worker(1, 0, 100, "active")
+    assert "rolling: generation 2: 1/3 workers" in shown(view, detail(w, rolling=roll))
+    assert shown(view, detail(w, rolling=roll)) == []
+    assert shown(view, detail(w, rolling={**roll, "started": 2})) == [
+        "rolling: generation 2: 2/3 workers"
+    ]
+    assert shown(view, detail(w, rolling=None)) == []

@@ -8,6 +8,7 @@ what a user sees:
 - USR1 after the log was rotated: the new file gets the lines;
 - HUP under client load: a new generation of 3 ready workers serves, the old
   workers are gone, not one request failed;
+- TTIN, TTOU: a worker more, then one fewer;
 - USR2: the upgrade keeps the starter's pid and every worker;
 - the stop signal (TERM, INT or QUIT, a different one per mode): exit 0 where
   the exit code can be seen, and nothing left behind: no pid file, no status
@@ -25,10 +26,11 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pytest
 from support import (
@@ -78,12 +80,16 @@ def _skip_unless_possible(mode: str) -> None:
 class Starter:
     """One starter in one mode, its log in a file, seen the same way in every mode."""
 
-    def __init__(self, run: Harness, mode: str) -> None:
+    def __init__(self, run: Harness, mode: str, tmpdir: Path) -> None:
         self.run, self.mode = run, mode
         self.port = free_port()
         tmp = run.tmp
         self.log, self.pid_file, self.status = tmp / "log", tmp / "pid", tmp / "status"
         self.sock_path = tmp / "s.sock"
+        # Its private directory (notify and control sockets) is made in TMPDIR,
+        # short enough for a socket's path.
+        self.tmpdir = tmpdir
+        env = {"TMPDIR": str(self.tmpdir)}
         self.pid = 0
         self.proc: Optional[Proc] = None
         self.offset = 0  # where in the log file lines after the last mark start
@@ -97,10 +103,10 @@ class Starter:
         args += ["--", PY, APP, "--notify"]
         starter = [PY, "-m", "start_server"]
         if mode == "foreground":
-            self.proc = run.start(*args)
+            self.proc = run.start(*args, env=env)
             self.pid = self.proc.pid
         elif mode == "daemonize":
-            fg = run.run("--daemonize", *args, timeout=30)
+            fg = run.run("--daemonize", *args, env=env, timeout=30)
             assert fg.returncode == 0, fg
             self.pid = wait_until(lambda: self.pid_file.read_text().endswith("\n")
                                   and int(self.pid_file.read_text()), what="the pid file")
@@ -112,13 +118,15 @@ class Starter:
         else:
             assert ACTIVATE is not None
             self.proc = self._own([ACTIVATE, "-E", f"{TOKEN_VAR}={run.token}",
+                                   "-E", f"TMPDIR={self.tmpdir}",
                                    "-l", f"127.0.0.1:{self.port}", "--", *starter, *args])
             self.proc.wait_line(r"Listening on ", 15)
             self.pid = self.proc.pid  # exec keeps the pid
         self.workers = self.wait_generation(1)
+        assert list(self.tmpdir.iterdir()), "no private directory where it was looked for"
 
     def _own(self, argv: list[str]) -> Proc:
-        proc = Proc(argv, env=self.run.env(), cwd=str(self.run.tmp))
+        proc = Proc(argv, env=self.run.env({"TMPDIR": str(self.tmpdir)}), cwd=str(self.run.tmp))
         self.run.procs.append(proc)
         return proc
 
@@ -176,10 +184,22 @@ class Starter:
 
 
 @pytest.fixture
-def make(run: Harness) -> Iterator[list[Starter]]:
+def make(run: Harness) -> Iterator[Callable[[str], Starter]]:
+    """Start a starter in a mode; on teardown a daemon left running is stopped
+    and the TMPDIR given to each is removed."""
     made: list[Starter] = []
-    with daemon_guard(run.tmp / "pid"):
-        yield made
+
+    def start(mode: str) -> Starter:
+        _skip_unless_possible(mode)
+        made.append(Starter(run, mode, Path(tempfile.mkdtemp(prefix="matrix."))))
+        return made[-1]
+
+    try:
+        with daemon_guard(run.tmp / "pid"):
+            yield start
+    finally:
+        for s in made:
+            shutil.rmtree(s.tmpdir, ignore_errors=True)
 
 
 class Load:
@@ -229,7 +249,7 @@ def _stop_and_check(run: Harness, s: Starter, stop: str) -> None:
     assert rc in (0, None), text
     assert "Traceback" not in s.log.read_text()
     left = [p for p in (s.pid_file, s.status, Path(f"{s.status}.json"), s.sock_path)
-            if p.exists()]
+            if p.exists()] + list(s.tmpdir.iterdir())
     assert not left, f"left behind after {stop} in {s.mode}: {left}"
 
 
@@ -264,6 +284,23 @@ def _hup_under_load(s: Starter, gen: int) -> None:
             assert gone(int(pid))
 
 
+def _scale(s: Starter) -> None:
+    """TTIN, then TTOU: a worker more, then one fewer (no controlling terminal here)."""
+    def listed(n: int) -> list[int]:
+        rows = read_status(s.status)
+        ok = len(rows) == n and {g for g, _ in rows} == {2}
+        return sorted(p for _, p in rows) if ok else []
+
+    s.mark()
+    os.kill(s.pid, signal.SIGTTIN)
+    more = wait_until(lambda: listed(WORKERS + 1), 30, "a fourth worker")
+    assert set(s.workers) < set(more)
+    os.kill(s.pid, signal.SIGTTOU)
+    s.workers = wait_until(lambda: listed(WORKERS), 30, "three workers again")
+    assert set(s.workers) < set(more)
+    s.wait_log(rf"received TTOU: scaling from {WORKERS + 1} to {WORKERS} workers")
+
+
 def _usr2(s: Starter) -> None:
     s.mark()
     seq = json.loads(Path(f"{s.status}.json").read_text())["upgrade"]["seq"]
@@ -280,12 +317,12 @@ def _usr2(s: Starter) -> None:
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("mode", MODES)
-def test_every_signal_in_sequence(run: Harness, make: list[Starter], mode: str) -> None:
-    _skip_unless_possible(mode)
-    s = Starter(run, mode)
+def test_every_signal_in_sequence(run: Harness, make: Callable[[str], Starter], mode: str) -> None:
+    s = make(mode)
     _strays(s)
     _usr1(s)
     _hup_under_load(s, 2)
+    _scale(s)
     _usr2(s)
     _stop_and_check(run, s, SEQUENCE_STOP[mode])
 
@@ -295,9 +332,8 @@ def test_every_signal_in_sequence(run: Harness, make: list[Starter], mode: str) 
     ("mode", "stop"),
     [(m, st) for m in MODES for st in STOPS if SEQUENCE_STOP[m] != st],
 )
-def test_stop_signal(run: Harness, make: list[Starter], mode: str, stop: str) -> None:
-    _skip_unless_possible(mode)
-    _stop_and_check(run, Starter(run, mode), stop)
+def test_stop_signal(run: Harness, make: Callable[[str], Starter], mode: str, stop: str) -> None:
+    _stop_and_check(run, make(mode), stop)
 
 
 # ---- options with --workers 3 --wait-ready ------------------------------------
@@ -358,16 +394,15 @@ def test_options_with_workers_and_wait_ready(run: Harness) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("mode", ["foreground", "daemonize"])
 def test_clients_with_workers_and_wait_ready(
-    run: Harness, make: list[Starter], mode: str
+    run: Harness, make: Callable[[str], Starter], mode: str
 ) -> None:
     """--restart, --status, --upgrade, --stop against 3 workers that must be ready."""
-    s = Starter(run, mode)
+    s = make(mode)
     files = [f"--pid-file={s.pid_file}", f"--status-file={s.status}"]
     r = run.run("--restart", *files, "--timeout=60", timeout=90)
     assert r.returncode == 0, r
-    assert {g for g, _ in read_status(s.status)} == {2}
-    workers = sorted(p for _, p in read_status(s.status))
-    assert len(workers) == WORKERS
+    assert re.search(r"restarted: generation 2 \(pid \d+,\d+,\d+\)", r.stderr), r.stderr
+    workers = s.wait_generation(2)  # the old workers may be on their way out still
     r = run.run("--status", "--json", *files)
     assert r.returncode == 0, r
     shown = json.loads(r.stdout)["generations"]
@@ -381,5 +416,5 @@ def test_clients_with_workers_and_wait_ready(
     assert s.wait_exit() in (0, None)
     wait_until(lambda: not run.leftovers(), 20, "every worker to exit")
     left = [p for p in (s.pid_file, s.status, Path(f"{s.status}.json"), s.sock_path)
-            if p.exists()]
+            if p.exists()] + list(s.tmpdir.iterdir())
     assert not left, left

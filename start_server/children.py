@@ -23,10 +23,6 @@ if TYPE_CHECKING:
     from typing import NoReturn, Optional
 
 
-class SpawnError(Exception):
-    """The command could not be executed (reported by the child before exec)."""
-
-
 def stop_all(pids: Iterable[int], signum: int, grace: float) -> None:
     """Signal each pid's process group, wait up to ``grace`` seconds for each to
     exit, then kill what is left. For a starter that can no longer trust its
@@ -70,7 +66,7 @@ def _wait_gone(pid: int, timeout: float) -> None:
             os.close(fd)
 
 
-def spawn(
+def start(
     command: tuple[str, ...],
     env: Mapping[str, str],
     cwd: Optional[str],
@@ -78,10 +74,12 @@ def spawn(
     *,
     listen_fds: bool = False,
     user: Optional[Identity] = None,
-) -> int:
-    """fork + exec the command in its own process group; return its pid.
+) -> tuple[int, int]:
+    """fork + exec the command in its own process group, without waiting for
+    the exec: (its pid, the read end of its exec report, non-blocking).
 
-    Exec failure comes back through a close-on-exec pipe as a SpawnError, so
+    The child reports on a close-on-exec pipe: EOF alone once it has exec'd,
+    or one line on what failed, then it exits 127 (spawns.py reads it), so
     "command not found" is one clear error, not a mysterious early exit.
     With ``listen_fds`` (systemd's protocol, sd_listen_fds(3)) the child moves
     ``pass_fds`` to fds 3, 4, ... in their order and sets ``LISTEN_PID`` to its
@@ -93,24 +91,20 @@ def spawn(
     fds = tuple(pass_fds)
     groups = None if user is None else user.current_groups()  # NSS in the parent, not the child
     read_end, write_end = os.pipe()  # both close-on-exec
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        raise
     if pid == 0:  # pragma: no cover - the child, until exec
         _exec_child(command, env, cwd, fds, (read_end, write_end),
                     listen_fds=listen_fds, user=user, groups=groups)
     os.close(write_end)
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)  # also from the parent: no window where a kill misses
-    chunks = []
-    while True:
-        chunk = os.read(read_end, 4096)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(read_end)
-    if chunks:
-        os.waitpid(pid, 0)
-        raise SpawnError(b"".join(chunks).decode(errors="replace"))
-    return pid
+    os.set_blocking(read_end, False)
+    return pid, read_end
 
 
 def _exec_child(

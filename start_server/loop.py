@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 
-from . import __version__, children, procfs, publish, signals, upstream
+from . import __version__, children, procfs, publish, signals, spawns, upstream
 from .config import Config
 from .control_socket import KEY as CONTROL
 from .control_socket import ControlSocket
@@ -55,6 +55,7 @@ from .sockets import (
     listen_env,
     ordered,
 )
+from .spawns import Pending, Spawns
 from .spec import signal_name
 
 TYPE_CHECKING = False  # typing is not loaded at run time (memory of a long-lived process)
@@ -153,6 +154,7 @@ class Loop:
         self.sup = Supervisor(config.policy)
         self.sel = selectors.DefaultSelector()
         self.notify = NotifySockets(self.sel, config.user.owner() if config.user else None)
+        self.spawns = Spawns(self.sel)  # forked, exec not yet confirmed
         self.control = ControlSocket(self.sel, self.notify)  # --scale, --restart --worker
         self.exit_code: Optional[int] = None
         self.port_env = env_value(bound)
@@ -187,6 +189,7 @@ class Loop:
                 except Exception:
                     self._crashed(wake)
             finally:
+                self.spawns.close()
                 self.control.close()
                 self.notify.close()
                 self.sel.close()
@@ -198,7 +201,7 @@ class Loop:
             self._dispatch()
             if self.exit_code is not None:
                 return
-            if self.upgrade_asked and not self.queue:
+            if self.upgrade_asked and not self.queue and not self.spawns.pending:
                 self._upgrade(wake)
             due = [d for d in (self.sup.next_deadline(), self.notify.next_deadline())
                    if d is not None]
@@ -226,7 +229,7 @@ class Loop:
             log_exception("unexpected error while stopping; stopping every child directly")
             grace = self.config.policy.stop_timeout
             children.stop_all(
-                [w.pid for w in self.sup.workers()] + self._leftovers(),
+                [w.pid for w in self.sup.workers()] + self.spawns.pids() + self._leftovers(),
                 self.config.policy.signal_on_term,
                 10.0 if grace is None else grace,
             )
@@ -242,15 +245,20 @@ class Loop:
                 signums.extend(signals.drain(wake))
             elif key.data == CONTROL:
                 events.extend(self.control.read())
-            else:
+            elif key.data != spawns.MARK:  # exec reports: all read by settle, below
                 gen = self.sup.gens.get(key.data)
                 # Forked workers whose Spawned is still queued (a pass handles
-                # at most BATCH events): their datagrams are queued after it.
+                # at most BATCH events) or not yet known: their datagrams are
+                # queued after it.
                 forked = [e.pid for e in self.queue
                           if isinstance(e, Spawned) and e.number == key.data]
+                forked += self.spawns.pids(key.data)
                 events.extend(self.notify.read(key.data, gen, time.monotonic(), forked))
-        reaped = children.reap()
-        if any(self.sup.by_pid(pid) is not None for pid, _ in reaped):
+        # The spawns answered now come first: before what their workers said or did.
+        answers, reaped = self.spawns.settle(children.reap())
+        events[:0] = answers
+        answered = {e.pid for e in answers if isinstance(e, Spawned)}
+        if any(self.sup.by_pid(pid) is not None or pid in answered for pid, _ in reaped):
             # A worker is gone: what it left behind was re-parented to us.
             # Told before the exit, so that a stopping starter whose last
             # worker this was stops (and reaps) the leftovers before it exits.
@@ -274,6 +282,7 @@ class Loop:
 
     def _leftovers(self) -> list[int]:
         known = {w.pid for w in self.sup.workers()} | set(self.helper_pids)
+        known.update(self.spawns.pids())  # forked, not yet known to the core
         try:
             kids = procfs.own_children()
         except OSError as exc:
@@ -356,7 +365,9 @@ class Loop:
             if isinstance(action, Log):
                 self.lines.append(action)
             elif isinstance(action, Spawn):
-                self.queue.append(self._spawn(action.number, action.slot))
+                failed = self._spawn(action.number, action.slot)
+                if failed is not None:
+                    self.queue.append(failed)
             elif isinstance(action, Measure):
                 self.queue.append(procfs.measure(action.pids, action.fds, self.pass_fds))
             elif isinstance(action, Kill):
@@ -370,23 +381,16 @@ class Loop:
             what = _EFFECT.get(type(action).__name__, type(action).__name__)
             log(f"cannot {what}: {exc}")
 
-    def _spawn(self, number: int, slot: int) -> Event:
-        env = dict(self.base_env)
+    def _spawn(self, number: int, slot: int) -> Optional[Event]:
+        """Fork a worker; its answer comes once its exec report is in (spawns.py),
+        or at once (SpawnFailed) if it could not even be forked."""
         envdir = read_envdir(self.config.envdir)
-        for name, value in envdir.items():
-            if value is None:
-                env.pop(name, None)
-            else:
-                env[name] = value
         overrides = {k: v for k, v in envdir.items() if k in POLICY_VARS and v is not None}
-        env["SERVER_STARTER_PORT"] = self.port_env
-        env["SERVER_STARTER_GENERATION"] = str(number)
-        env["SERVER_STARTER_WORKER"] = str(slot)
-        env.update(self.listen_env)
-        event: Event
+        env = worker_env(self.base_env, envdir, number, slot,
+                         port_env=self.port_env, listen=self.listen_env)
         try:
             env["NOTIFY_SOCKET"] = self.notify.address(number)
-            pid = children.spawn(
+            pid, report = children.start(
                 self.config.command,
                 env,
                 self.config.dir,
@@ -394,11 +398,10 @@ class Loop:
                 listen_fds=bool(self.listen_env),
                 user=self.config.user,
             )
-        except (children.SpawnError, OSError) as exc:
-            event = SpawnFailed(number, str(exc), slot)
-        else:
-            event = Spawned(number, pid, overrides, slot, _uniform())
-        return event
+        except OSError as exc:
+            return SpawnFailed(number, str(exc), slot)
+        self.spawns.add(Pending(number, slot, pid, report, overrides, _uniform()))
+        return None
 
     def _publish(self, snap: Publish) -> None:
         """Write the status files when they would say something new."""
@@ -431,6 +434,23 @@ def child_base_env(config: Config, environ: Mapping[str, str]) -> dict[str, str]
         env["AUTO_RESTART_INTERVAL"] = f"{config.policy.auto_restart_interval:g}"
     if config.policy.kill_old_delay is not None:
         env["KILL_OLD_DELAY"] = f"{config.policy.kill_old_delay:g}"
+    return env
+
+
+def worker_env(base: Mapping[str, str], envdir: Mapping[str, Optional[str]], number: int,
+               slot: int, *, port_env: str, listen: Mapping[str, str]) -> dict[str, str]:
+    """A worker's environment: the base, the envdir's values on top (None:
+    unset), then what the starter tells it (its sockets, generation and slot)."""
+    env = dict(base)
+    for name, value in envdir.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    env["SERVER_STARTER_PORT"] = port_env
+    env["SERVER_STARTER_GENERATION"] = str(number)
+    env["SERVER_STARTER_WORKER"] = str(slot)
+    env.update(listen)
     return env
 
 

@@ -172,8 +172,8 @@ def reading(results: Results) -> list[str]:
         + f" (target at most {TARGET_MS_PER_WORKER:g} ms per worker from 8 workers on, "
         f"where the fixed cost of a restart no longer dominates: {met(ok)})."
         " The HUP -> cut-over time is the N new workers' start (the starter forks them one "
-        "after the other, each time waiting until the child has exec'd, then waits for "
-        "every READY=1) and the old workers' exit; on a machine shared with other work it "
+        "after the other without waiting for their exec, then waits for every exec report "
+        "and READY=1) and the old workers' exit; on a machine shared with other work it "
         "grows with the load (see the load average above)."
     )
     growth = _growth(wk)

@@ -229,10 +229,7 @@ def restart(config: ClientOptions) -> int:
             f"--status-file={config.status_file}: no active generation listed "
             "(is the starter still starting?)"
         )
-    # The HUP's generation comes after every attempt so far, failed ones
-    # included (the JSON knows them; the original's GEN:PID file does not).
-    last = (read_json(json_path(config.status_file)) or {}).get("last_generation")
-    wait_for = max([g for g, _ in gens] + ([last] if isinstance(last, int) else [])) + 1
+    wait_for = _next_generation(config.status_file, gens)
     watch = _DirWatch(os.path.dirname(os.path.abspath(config.status_file)))
     pidfd = _pidfd(pid)
     deadline = time.monotonic() + config.timeout
@@ -272,6 +269,13 @@ def restart(config: ClientOptions) -> int:
         watch.close()
         if pidfd is not None:
             os.close(pidfd)
+
+
+def _next_generation(status_file: str, gens: list[tuple[int, int]]) -> int:
+    """The number a HUP's generation will have: after every attempt so far, failed
+    ones included (the JSON knows them; the original's GEN:PID file does not)."""
+    last = (read_json(json_path(status_file)) or {}).get("last_generation")
+    return max([g for g, _ in gens] + ([last] if isinstance(last, int) else [])) + 1
 
 
 def _upgrade_seq(status_file: str) -> tuple[int, dict[str, Any]]:

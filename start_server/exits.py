@@ -95,7 +95,10 @@ class Exits:
             self.fleet.log(f"slot {w.slot}: generation {roll.number}'s roll replaces it", w)
             return
         if self.retries.crashed(w, now):
-            self.fleet.spawn_slot(g, w.slot, "replacing it")
+            if rolling.room(self.fleet.policy, self.fleet.gens.values()):
+                self.fleet.spawn_slot(g, w.slot, "replacing it")
+            else:  # --rolling, at --workers + K (retiring ones): once one has exited
+                self.fleet.slots.retry(g.number, w.slot, now)
             return
         self.fleet.slots.retry(g.number, w.slot, now + self.fleet.backoff_delay())
         self.fleet.log(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, replace
 
+from . import rolling
 from .generations import Generation, State
 from .optiontable import MAX_WORKERS
 from .values import SpecError, parse_whole
@@ -205,9 +206,16 @@ class Scaling:
         present = {w.slot for w in g.workers if w.state is not State.RETIRING}
         present.update(g.pending)
         present.update(s for (number, s) in f.slots.retry_at if number == g.number)
+        present.update(s for number, s, _ in f.slots.queue if number == g.number)  # refills
+        room = rolling.room(p, f.gens.values())  # --rolling: at most --workers + K at once
         for slot in range(n):
-            if slot not in present:
-                f.spawn_slot(g, slot, f"starting a new worker (scaled to {n})", replaced=False)
+            if slot in present:
+                continue
+            if room <= 0:  # spawned as a replacement is, once a worker has exited
+                f.slots.enqueue(g.number, slot, f"scaled to {n}")
+                continue
+            room -= 1
+            f.spawn_slot(g, slot, f"starting a new worker (scaled to {n})", replaced=False)
         for w in sorted(g.workers, key=lambda w: w.slot):
             if w.slot >= n and w.state in (State.ACTIVE, State.STARTING):
                 f.log(f"slot {w.slot}: retiring worker {w.pid} (scaled to {n})", w)

@@ -264,7 +264,7 @@ class CoreModel(RuleBasedStateMachine):
         self._check_numbers(actions, before)
         self._check_kills(event, actions, before)
         self._check_newest_not_retired(event, actions, before)
-        self._check_rolling_bound()
+        self._check_rolling_bound(actions)
         if any(isinstance(a, Exit) for a in actions):
             self._check_exit()
         self._check_starts(before)
@@ -348,11 +348,12 @@ class CoreModel(RuleBasedStateMachine):
                 successor = successor or serving >= sup.policy.workers
             assert successor, f"{a}: a serving worker of generation {number}, not replaced"
 
-    def _check_rolling_bound(self) -> None:
-        """--rolling K: never more than --workers + K worker processes, spawns on
-        their way included, as the core counts them and as the model OS has them."""
+    def _check_rolling_bound(self, actions: list[Action]) -> None:
+        """--rolling K: a spawn never makes more than --workers + K worker processes,
+        spawns on their way included, as the core counts them and as the model OS
+        has them (a scale down may leave more for a while: they are retiring)."""
         p = self.sup.policy
-        if not p.rolling:
+        if not p.rolling or not any(isinstance(a, Spawn) for a in actions):
             return
         most = p.workers + p.rolling
         counted = processes(self.sup.gens.values())

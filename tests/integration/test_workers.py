@@ -8,6 +8,7 @@ import re
 import signal
 from pathlib import Path
 
+import pytest
 from support import APP, PY, Harness, free_port, gen_of, http_get, read_status, wait_until
 
 
@@ -120,7 +121,11 @@ def test_memory_limit_restarts_the_generation(run: Harness) -> None:
     assert len(re.findall(r"> --max-memory", s.output)) == 1, s.output
 
 
-def test_memory_limit_with_workers_replaces_only_that_worker(run: Harness) -> None:
+@pytest.mark.parametrize("rolling", [(), ("--rolling",)], ids=["all-at-once", "rolling"])
+def test_memory_limit_with_workers_replaces_only_that_worker(
+    run: Harness, rolling: tuple[str, ...]
+) -> None:
+    """With --rolling too: a verdict on one worker is that slot's replacement, no roll."""
     port = free_port()
     status = run.tmp / "status"
     marker = run.tmp / "leak"
@@ -128,6 +133,7 @@ def test_memory_limit_with_workers_replaces_only_that_worker(run: Harness) -> No
         f"--port=127.0.0.1:{port}",
         f"--status-file={status}",
         "--wait-ready",
+        *rolling,
         "--workers=2",
         "--max-memory=64M",
         "--memory-check-interval=0.2",
@@ -160,6 +166,7 @@ def test_memory_limit_with_workers_replaces_only_that_worker(run: Harness) -> No
     assert w0 in [p for _, p in read_status(status)]  # slot 0 never touched
     assert {g for g, _ in read_status(status)} == {1}
     assert len(re.findall(r"> --max-memory", s.output)) == 1, s.output
+    assert "rolling:" not in s.output
 
 
 def test_jittered_auto_restart_replaces_workers_one_by_one(run: Harness) -> None:

@@ -62,7 +62,8 @@ class ClientOptions:
 def client_options(options: Mapping[str, Any], mode: str,
                    request: Optional[tuple[str, str]] = None) -> ClientOptions:
     """``--restart``, ``--stop``, ``--status`` or ``--scale`` (``mode``; ``request``
-    for ``--scale`` and ``--worker``): check only what it needs.
+    for ``--scale`` and ``--worker``, its value checked by ``asking.check_request``):
+    check only what it needs.
 
     The starter's other options may be given too (a deploy script may reuse
     the whole command line); they are not looked at.
@@ -77,10 +78,6 @@ def client_options(options: Mapping[str, Any], mode: str,
             raise ConfigError.of("--stop", None, "requires --pid-file")
     elif not (pid_file and status_file):
         raise ConfigError.of(f"--{mode}", None, "requires --pid-file and --status-file")
-    if request is not None:
-        from .asking import check_request
-
-        check_request(*request)
     return ClientOptions(pid_file, status_file, timeout, request)
 
 

@@ -73,6 +73,10 @@ def command(
             from .control import client_options
 
             config = client_options(options, "status" if mode == "watch" else mode, request)
+            if request is not None:
+                from .asking import check_request
+
+                check_request(*request)
         else:
             from .config import build
 

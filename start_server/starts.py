@@ -73,7 +73,10 @@ class Starts:
         olds = [o for o in self.fleet.gens.values() if o.state is State.ACTIVE and o is not g]
         self.fleet.record.has_served = self.fleet.record.has_served or bool(olds)
         sig = signal_name(self.fleet.policy.signal_on_hup)
-        old_pids = sorted(w.pid for o in olds for w in o.workers)
+        old_pids = sorted(  # a roll has signalled its old workers already
+            w.pid for o in olds for w in o.workers
+            if not (self.fleet.policy.rolling and w.state is State.RETIRING)
+        )
         pids = ",".join(str(p) for p in old_pids) or "none"
         self.fleet.log(f"new worker is now running, sending {sig} to old workers:{pids}")
         delay = self.fleet.policy.effective_kill_old_delay

@@ -78,6 +78,7 @@ def test_a_hup_replaces_one_worker_at_a_time() -> None:
     s.handle(Spawned(2, 202, {}, 2), 13.0)
     acts = s.handle(Tick(), 14.0)
     assert kills(acts) == [102]
+    assert "old workers:none" in logs(acts)  # each was signalled by the roll already
     assert s.gens[2].state is State.ACTIVE and s.current() is s.gens[2]
     assert s.snapshot().roll is None
     s.handle(Exited(102, 0, "exit code 0"), 14.5)

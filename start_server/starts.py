@@ -133,8 +133,12 @@ class Starts:
             self.fleet.retire_worker(w, g.retire_signal, now, g.retire_grace)
 
     def on_spawn_failed(self, ev: SpawnFailed, now: float) -> None:
-        self.fleet.log(f"failed to start generation {ev.number}: {ev.reason}", None)
         g = self.fleet.gens.get(ev.number)
+        record = self.fleet.record
+        if g is None or g.state is not State.RETIRING or (record.number, record.reason) != (
+            ev.number, ev.reason
+        ):  # a sibling worker's failure, the same as the one that failed it, said once
+            self.fleet.log(f"failed to start generation {ev.number}: {ev.reason}", None)
         if g is None:  # pragma: no cover - a generation waits for its spawns
             return
         g.answered(ev.slot)

@@ -418,3 +418,55 @@ def test_clients_with_workers_and_wait_ready(
     left = [p for p in (s.pid_file, s.status, Path(f"{s.status}.json"), s.sock_path)
             if p.exists()] + list(s.tmpdir.iterdir())
     assert not left, left
+
+
+# ---- faults with --workers 3 ----------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_a_command_that_cannot_be_executed_is_one_line_for_all_workers(run: Harness) -> None:
+    """Each worker's exec fails alike: one line says so, not one per worker (once
+    the generation was told to go, its other workers' failures repeated it)."""
+    port = free_port()
+    script = run.tmp / "serve.sh"
+    script.write_text(f"#!/bin/sh\nexec {PY} {APP} --notify\n")
+    script.chmod(0o755)
+    s = run.start(f"--port=127.0.0.1:{port}", f"--workers={WORKERS}", "--wait-ready",
+                  "--backoff-max=60", "--", str(script))
+    s.wait_line(r"sending TERM to old workers:none", 30)  # all 3 ready
+    script.chmod(0o644)  # not executable: even root's exec fails (EACCES)
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    # The next attempt's failure comes after every report of generation 2's.
+    s.wait_line(r"failed to start generation 3", 30, mark)
+    s.signal(signal.SIGTERM)
+    assert s.wait(30) == 0
+    lines = s.lines[mark:]
+    failed = [line for line in lines if "failed to start generation 2" in line]
+    assert len(failed) == 1, "\n".join(lines)
+    assert "Permission denied" in failed[0]
+
+
+@pytest.mark.timeout(60)
+def test_a_first_generation_that_cannot_be_executed_is_one_line_and_exit_1(
+    run: Harness,
+) -> None:
+    """The --user may not run the command: "giving up" once, no line after it
+    but "exiting" (the other workers' failures followed it)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for --user")
+    private = run.tmp / "private"
+    private.mkdir(mode=0o700)
+    script = private / "serve.sh"
+    script.write_text("#!/bin/sh\nexec sleep 100\n")
+    script.chmod(0o755)
+    s = run.start(f"--port=127.0.0.1:{free_port()}", "--user=nobody",
+                  f"--workers={WORKERS}", "--wait-ready", "--", str(script))
+    assert s.wait(30) == 1
+    lines = [line.split("] ", 1)[-1] for line in s.lines if "] " in line]
+    i = lines.index("giving up: the first generation could not be started")
+    assert [line for line in lines if "failed to start" in line] == [
+        f"failed to start generation 1: cannot execute '{script}': Permission denied"
+    ], s.output
+    assert not [line for line in lines[i + 1:] if "failed" in line], s.output
+    assert lines[-1] == "exiting", s.output

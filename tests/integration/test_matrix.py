@@ -19,6 +19,7 @@ The other (mode, stop signal) pairs stop a fresh starter of that mode at once.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import os
@@ -470,3 +471,61 @@ def test_a_first_generation_that_cannot_be_executed_is_one_line_and_exit_1(
     ], s.output
     assert not [line for line in lines[i + 1:] if "failed" in line], s.output
     assert lines[-1] == "exiting", s.output
+
+
+def _fill(path: Path) -> None:
+    """Write to ``path`` until the filesystem is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.timeout(90)
+def test_a_full_disk_under_the_pid_and_status_files(run: Harness) -> None:
+    """The status file's filesystem fills up (a tmpfs of the starter's own mount
+    namespace): each write that fails is a line, HUP and USR2 still work, and
+    once there is room the status file is right again."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a tmpfs of its own")
+    port = free_port()
+    full = run.tmp / "full"
+    full.mkdir()
+    mount = 'mount -t tmpfs -o size=256k tmpfs "$0" && exec "$@"'
+    s = Proc(["unshare", "--mount", "sh", "-c", mount, str(full), PY, "-m", "start_server",
+              f"--port=127.0.0.1:{port}", f"--pid-file={full / 'pid'}",
+              f"--status-file={full / 'status'}", f"--workers={WORKERS}", "--wait-ready",
+              "--", PY, APP, "--notify"], env=run.env(), cwd=str(run.tmp))
+    run.procs.append(s)
+    s.wait_line(r"starting now", 30)  # exec'd: s.pid is the starter, in its namespace
+    inside = Path(f"/proc/{s.pid}/root") / full.relative_to("/")
+    status = inside / "status"
+
+    def generation_alone(gen: int) -> bool:
+        rows = read_status(status)
+        return len(rows) == WORKERS and {g for g, _ in rows} == {gen}
+
+    wait_until(lambda: generation_alone(1), 30, "generation 1's workers")
+    _fill(inside / "fill")
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_line(r"cannot write status file .*: No space left on device", 30, mark)
+    wait_until(lambda: gen_of(http_get(port)) == 2, 30, "generation 2 serving")
+    wait_until(lambda: len(re.findall(r"gen=1 pid=\d+ old worker \d+ died",
+                                      "\n".join(s.lines[mark:]))) == WORKERS,
+               30, "generation 1's workers gone")
+    mark = s.mark()
+    s.signal(signal.SIGUSR2)
+    s.wait_line(r"upgraded start_server .* \(pid \d+\)", 30, mark)
+    (inside / "fill").unlink()
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    wait_until(lambda: generation_alone(3), 30, "generation 3 in the status file")
+    assert gen_of(http_get(port)) == 3
+    s.signal(signal.SIGTERM)
+    assert s.wait(30) == 0, s.output
+    assert "Traceback" not in s.output

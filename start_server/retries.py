@@ -74,6 +74,8 @@ class Retries:
         self.scale.asks.failed(f"the new worker in slot {w.slot} did not start", w.slot)
         if self.stop.stopping or self.fleet.gens.get(w.number) is not self.fleet.current():
             return
+        if w.slot >= self.fleet.policy.workers:
+            return  # scaled away meanwhile (--scale, TTOU): nothing to try again
         delay = self.fleet.backoff_delay()
         self.fleet.slots.retry(w.number, w.slot, max(w.spawned_at + delay, now))
         self.fleet.log(

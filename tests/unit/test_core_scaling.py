@@ -219,6 +219,53 @@ def test_scale_down_while_a_new_slot_is_spawned_retires_it_when_it_comes() -> No
     assert answer(s, "b")[0] == "done"
 
 
+def test_a_slot_queued_for_a_new_worker_is_not_spawned_twice_by_a_scale() -> None:
+    """A stopped roll queues its emptied slots (rolling.stop): a scale leaves them
+    to that queue."""
+    s = make(2)
+    boot(s)
+    old = s.gens[1].in_slot(1)[0]
+    s.fleet.retire_worker(old, signal.SIGTERM, 1.0, None)
+    s.handle(Exited(old.pid, 0, "exit 0"), 1.0)
+    s.fleet.slots.enqueue(1, 1, "the roll stopped")
+    made = []
+    acts = s.handle(Asked("a", "scale", "3"), 2.0)
+    for t in (2.0, 5.0, 8.0):  # each spawn started, until nothing more is spawned
+        made += spawns(acts)
+        acts = start_slots(s, 1, acts, t)
+    made += spawns(acts)
+    assert sorted(made) == [(1, 1), (1, 2)]
+    assert sorted(w.slot for w in s.gens[1].workers) == [0, 1, 2]
+
+
+def test_under_rolling_new_slots_wait_for_room() -> None:
+    """--rolling K bounds the worker processes to --workers + K: after a scale
+    down, the retired workers still count until they exit."""
+    s = make(4, rolling=1)
+    boot(s)
+    s.handle(Asked("d", "scale", "2"), 1.0)  # 102 and 103 retiring
+    acts = s.handle(Asked("u", "scale", "4"), 1.1)
+    assert spawns(acts) == [(1, 2)]  # 2 serving + 2 leaving + 1 = 4 + 1
+    acts = start_slots(s, 1, [Spawn(1, 2)], 1.2)  # slot 2 runs
+    assert spawns(acts) == []  # 102 and 103 still leaving: no room
+    acts = s.handle(Exited(102, 0, "exit 0"), 5.0)
+    assert spawns(acts) == [(1, 3)]
+    s.handle(Exited(103, 0, "exit 0"), 5.0)
+    start_slots(s, 1, acts, 5.0)
+    assert sorted(w.slot for w in s.gens[1].workers) == [0, 1, 2, 3]
+    assert answer(s, "u")[0] == "done"
+
+
+def test_a_spawn_that_fails_for_a_slot_scaled_away_is_not_tried_again() -> None:
+    s = make(2)
+    boot(s)
+    s.handle(Asked("u", "scale", "3"), 1.0)  # slot 2 spawning
+    s.handle(Asked("d", "scale", "2"), 1.0)
+    s.handle(SpawnFailed(1, "no such file", 2), 1.1)
+    assert s.fleet.slots.retry_at == {}
+    assert s.next_deadline() is None or not spawns(s.handle(Tick(), 100.0))
+
+
 # ---- one worker ------------------------------------------------------------------------
 
 

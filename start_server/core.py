@@ -225,6 +225,7 @@ class Supervisor:
             self.exits.on_leftovers(event, now)
         elif isinstance(event, Asked):
             self.scale.asked(event.id, event.kind, event.value)
+        self.scale.catch_up()
         if not self.stop.done:
             self.run_due(now)
         self.scale.settle()

@@ -221,11 +221,16 @@ class Scaling:
                 f.log(f"slot {w.slot}: retiring worker {w.pid} (scaled to {n})", w)
                 f.retire_worker(w, p.signal_on_hup, f.now, p.stop_timeout)
 
-    def settle(self) -> None:
-        """After every event: a count asked for during a start applied once none
-        is starting; the requests whose work is done answered."""
+    def catch_up(self) -> None:
+        """After every event, before the timers: a count asked for during a start
+        applies once none is starting (so that what the timers spawn now, a
+        refill after a stopped roll say, already counts against it)."""
         if self.wanted is not None and not self.stop.stopping and self.fleet.starting() is None:
             self.set_count(self.wanted)
+
+    def settle(self) -> None:
+        """After every event: the requests whose work is done answered."""
+        self.catch_up()  # the timers may have ended a start
         if not self.asks.open:
             return
         if self.stop.stopping:

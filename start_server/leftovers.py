@@ -1,6 +1,7 @@
 """Leftovers: children of the starter that are no worker (re-parented to it
 when the worker that started them died), stopped as workers are: TERM at once,
-KILL once --stop-timeout has passed."""
+KILL once --stop-timeout has passed. Without --stop-timeout a stop waits for
+them a bounded grace, then exits without them."""
 
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ class LeftoverPids:
         if grace is None:
             return []
         return [(since + grace, pid) for pid, since in self.since.items() if since is not None]
+
+    def forget(self, pid: int) -> None:
+        """No longer wait for ``pid`` (left running)."""
+        self.since.pop(pid, None)
 
     def killed(self, pid: int) -> None:
         self.since[pid] = None

@@ -70,6 +70,17 @@ class Stopping:
             w.failed_start = True
         self.fleet.retire(g, signal.SIGKILL, now, None, group=True)
 
+    def leave(self, pids: list[int], grace: float) -> None:
+        """Leftovers that ignored TERM for ``grace`` while stopping, with no
+        --stop-timeout to KILL them: the starter no longer waits for them."""
+        f = self.fleet
+        for pid in pids:
+            f.leftover_pids.forget(pid)
+        f.log(
+            f"leaving leftover processes running: {','.join(map(str, pids))} "
+            f"(no exit {grace:g} s after TERM; --stop-timeout would KILL them)"
+        )
+
     def settle(self) -> None:
         """The exit decision, at the end of every event: done once stopping
         has nothing left to wait for; then the event's last action is Exit."""

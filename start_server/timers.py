@@ -100,9 +100,19 @@ class Timers:
             self.fleet.out.append(Kill(w.pid, signal.SIGKILL, group=True))
 
     def _due_leftovers(self) -> list[tuple[float, Any]]:
-        return list(self.fleet.leftover_pids.due(self.fleet.policy.stop_timeout))
+        """KILL after --stop-timeout; without one, a stop that has no worker
+        left to wait for waits for them only the not-ready grace after their
+        TERM (the original does not wait for them at all)."""
+        p = self.fleet.policy
+        if p.stop_timeout is None and (not self.stop.stopping or self.fleet.gens):
+            return []
+        return list(self.fleet.leftover_pids.due(p.not_ready_grace))
 
     def _fire_leftovers(self, items: list[int], now: float) -> None:
+        p = self.fleet.policy
+        if p.stop_timeout is None:
+            self.stop.leave(sorted(items), p.not_ready_grace)
+            return
         for pid in sorted(items):
             self.fleet.leftover_pids.killed(pid)
             self.fleet.log(f"leftover process {pid} did not exit; sending KILL")

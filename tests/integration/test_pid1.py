@@ -22,7 +22,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import APP, PY, Harness, Proc, free_port, http_get, wait_until
+from support import APP, PY, Harness, Proc, free_port, gone, http_get, wait_until
 
 # Worker wrapper: leave an orphan that exits once re-parented (only its new
 # parent, the starter, can reap it), then become the test app with 2 forked
@@ -179,3 +179,41 @@ def test_start_server_as_pid_1(run: Harness, stop_with: signal.Signals, mount_pr
         assert re.search(rf"stopping leftover process {inner}\b", out), out
         assert re.search(rf"leftover process {inner} exited", out), out
     assert out.rstrip().endswith(" exiting"), out
+
+
+@pytest.mark.usefixtures("pid_namespaces")
+def test_a_stop_as_pid_1_without_stop_timeout_ends_despite_a_leftover_ignoring_term(
+    run: Harness,
+) -> None:
+    """No --stop-timeout and a leftover that ignores TERM: the starter waits the
+    not-ready grace (10 s), then exits; as PID 1 the kernel then kills the leftover."""
+    port = free_port()
+    outer = Proc(
+        ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", PY, "-m", "start_server",
+         f"--port=127.0.0.1:{port}", "--interval=0.3", "--", PY, APP, "--setsid-child"],
+        env=run.env(), cwd=str(run.tmp),
+    )
+    run.procs.append(outer)
+    starter = 0
+    try:
+        m = outer.wait_line(r"start_server\[1\] .*gen=1 pid=(\d+) new worker \d+ is now running",
+                            20)
+        worker = int(m.group(1))  # inside the namespace
+        starter = int(Path(f"/proc/{outer.pid}/task/{outer.pid}/children").read_text().split()[0])
+
+        def helper() -> int:
+            """The double-forked helper, re-parented to the starter (PID 1)."""
+            kids = [p for p, (state, ppid, inner) in _in_namespace(starter).items()
+                    if ppid == starter and inner != worker and state != "Z"]
+            return kids[0] if len(kids) == 1 else 0
+
+        left = wait_until(helper, timeout=20, what="the helper re-parented to PID 1")
+        inner = _in_namespace(starter)[left][2]
+        os.kill(starter, signal.SIGTERM)
+        outer.wait_line(rf"leaving leftover processes running: {inner} ", 30)
+        # Its output pipe stays open until the kernel kills the leftover: the exit, not EOF.
+        assert outer.proc.wait(timeout=30) == 0
+    finally:
+        if outer.proc.poll() is None and starter:
+            os.kill(starter, signal.SIGKILL)  # --kill-child takes the rest
+    wait_until(lambda: gone(left), timeout=20, what="the kernel to kill the leftover")

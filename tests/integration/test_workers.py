@@ -9,7 +9,18 @@ import signal
 from pathlib import Path
 
 import pytest
-from support import APP, PY, Harness, free_port, gen_of, http_get, read_status, wait_until
+from support import (
+    APP,
+    PY,
+    Harness,
+    free_port,
+    gen_of,
+    gone,
+    http_get,
+    log_time,
+    read_status,
+    wait_until,
+)
 
 
 def test_workers_per_generation_and_a_restart(run: Harness) -> None:
@@ -252,6 +263,32 @@ def test_no_orphans_when_a_forking_worker_is_killed(run: Harness) -> None:
         timeout=15,
         what="the leftovers to be reaped",
     )
+
+
+def test_a_stop_without_stop_timeout_leaves_a_leftover_that_ignores_term(run: Harness) -> None:
+    """No --stop-timeout: a leftover ignoring TERM gets the not-ready grace (10 s),
+    then the starter exits without it (the original does not wait for it at all)."""
+    port = free_port()
+    s = run.start(f"--port=127.0.0.1:{port}", "--interval=0.3", "--", PY, APP, "--setsid-child")
+    worker = int(s.wait_line(r"gen=1 pid=(\d+) new worker \d+ is now running").group(1))
+
+    def helper() -> int:
+        """The double-forked helper, re-parented to the starter (its subreaper)."""
+        kids = [p for p in run.leftovers() if p not in (s.pid, worker) and _parent(p) == s.pid]
+        return kids[0] if len(kids) == 1 else 0
+
+    left = wait_until(helper, what="the helper re-parented to the starter")
+    s.signal(signal.SIGTERM)
+    first = s.wait_line(rf"(\S+) start_server\[\d+\] stopping leftover process {left}:")
+    last = s.wait_line(rf"(\S+) start_server\[\d+\] leaving leftover processes running: "
+                       rf"{left} \(no exit 10 s after TERM", timeout=30)
+    s.wait_line(r"\] exiting$")
+    # Its output pipe stays open while the leftover holds it: the exit, not EOF.
+    assert s.proc.wait(timeout=15) == 0
+    assert log_time(last.group(1)) - log_time(first.group(1)) >= 9.9
+    assert not gone(left), "the leftover was killed"
+    os.kill(left, signal.SIGKILL)
+    wait_until(lambda: gone(left), what="the leftover to go")
 
 
 def test_status_view_table_and_json(run: Harness) -> None:

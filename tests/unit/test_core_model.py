@@ -102,6 +102,7 @@ class Proc:
     told: bool = False  # the core has handled its Exited
     known: bool = False  # the core has handled its Spawned
     signalled: bool = False  # the core has sent it (or its group) a signal
+    left: bool = False  # a leftover the core stopped waiting for (no --stop-timeout)
 
 
 def policies() -> st.SearchStrategy[Policy]:
@@ -128,6 +129,8 @@ def policies() -> st.SearchStrategy[Policy]:
         rolling=st.sampled_from((0, 0, 1, 2)),
     )
 
+
+LEAVING = "leaving leftover processes running: "
 
 TIMER_LINES = {  # a log line or action of each timed rule, for --hypothesis-show-statistics
     "start check": "is now running (alive after",
@@ -241,6 +244,12 @@ class CoreModel(RuleBasedStateMachine):
             self.queue.append(Measured(usage, fds))
         elif isinstance(action, Exit):
             self.exit_code = action.code
+        elif isinstance(action, Log) and action.message.startswith(LEAVING):
+            assert self.sup.stopping and self.sup.policy.stop_timeout is None, action.message
+            for text in action.message[len(LEAVING):].split()[0].split(","):
+                proc = self.procs[int(text)]  # its exit may be queued still
+                assert proc.leftover, action.message
+                proc.left = True
 
     # ---- invariants -------------------------------------------------------------------
 
@@ -365,7 +374,7 @@ class CoreModel(RuleBasedStateMachine):
         assert alive <= most, f"{alive} worker processes > --workers {p.workers} + {p.rolling}"
 
     def _check_exit(self) -> None:
-        alive = self._alive()
+        alive = [p for p in self._alive() if not self.procs[p].left]
         assert not alive, f"Exit({self.exit_code}) with processes left: {alive}"
         assert not self.sup.gens and not self.sup.leftovers
 

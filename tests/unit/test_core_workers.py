@@ -253,6 +253,51 @@ def test_stop_waits_for_leftovers_before_exiting() -> None:
     assert any(type(a).__name__ == "Exit" for a in acts)
 
 
+def test_stop_without_stop_timeout_leaves_leftovers_ignoring_term() -> None:
+    """No --stop-timeout: a leftover that ignores TERM is waited for the
+    not-ready grace (10 s) after its TERM, then left running; the stop ends."""
+    s = make(interval=1.0)
+    boot(s)
+    acts = s.handle(Leftovers((555, 556)), 10.0)
+    assert kills(acts) == [(555, TERM, False), (556, TERM, False)]
+    assert s.next_deadline() is None  # running: TERM only, as before
+    s.handle(Signalled(signal.SIGTERM), 11.0)
+    s.handle(Exited(100, 0, "exit code 0"), 11.5)
+    s.handle(Exited(556, 0, "exit code 0"), 11.6)
+    assert not s.done
+    assert s.next_deadline() == 20.0  # 10 s after the leftover's TERM
+    acts = s.handle(Tick(), 20.0)
+    assert kills(acts) == []  # no KILL without --stop-timeout
+    assert "leaving leftover processes running: 555 " in logs(acts)
+    assert s.done
+    assert any(type(a).__name__ == "Exit" for a in acts)
+
+
+def test_leftover_found_during_a_stop_without_stop_timeout_gets_the_grace() -> None:
+    s = make(interval=1.0)
+    boot(s)
+    s.handle(Signalled(signal.SIGTERM), 11.0)
+    acts = s.handle(Leftovers((555,)), 11.5)
+    assert kills(acts) == [(555, TERM, False)]
+    s.handle(Exited(100, 0, "exit code 0"), 11.5)
+    assert not s.done
+    assert s.next_deadline() == 21.5
+    acts = s.handle(Exited(555, 15, "killed by SIGTERM"), 12.0)  # it did go
+    assert s.done
+    assert "leaving" not in logs(acts)
+
+
+def test_leftovers_are_left_only_once_no_worker_is_waited_for() -> None:
+    s = make(interval=1.0)
+    boot(s)
+    s.handle(Leftovers((555,)), 10.0)
+    s.handle(Signalled(signal.SIGTERM), 11.0)
+    assert s.next_deadline() is None  # worker 100 ignores TERM: no limit, as the original
+    acts = s.handle(Exited(100, 9, "killed by SIGKILL"), 300.0)  # killed by someone else
+    assert "leaving leftover processes running: 555 " in logs(acts)  # its grace is long over
+    assert s.done
+
+
 def test_jitter_moves_a_single_generation_auto_restart() -> None:
     s = make(interval=1.0, auto_restart=True, auto_restart_interval=100.0,
              auto_restart_jitter=10.0)

@@ -201,6 +201,21 @@ def test_first_spawn_failure_exits_1() -> None:
     assert s.next_deadline() is None
 
 
+def test_first_generation_of_several_workers_gives_up_once() -> None:
+    """--workers 3, every spawn fails: one "failed to start" line, then "giving up";
+    the siblings' failures after it add nothing to the log."""
+    s = make(workers=3)
+    s.handle(Start(), 0.0)
+    lines = []
+    for slot in range(3):
+        acts = s.handle(SpawnFailed(1, "cannot execute 'nope': No such file", slot), 0.0)
+        lines += logs(acts).splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "failed to start generation 1", "giving up", "exiting"
+    ], lines
+    assert exits(acts) == [1]
+
+
 def test_later_spawn_failure_is_a_failed_start_and_retried() -> None:
     s = make(interval=1.0)
     boot(s)

@@ -417,7 +417,7 @@ def status(config: ClientOptions, as_json: bool) -> int:
             "or not the running starter's --status-file)"
         )
     if as_json:
-        print(json.dumps(detail, indent=2, sort_keys=True))
+        print(json.dumps(detail, indent=2, sort_keys=True, allow_nan=False))
         return 0
     for line in render(detail, pid, time.time()):
         print(line)

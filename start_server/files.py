@@ -12,6 +12,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import stat
@@ -316,11 +317,19 @@ def directory_warnings(files: list[tuple[str, str]], envdir: Optional[str] = Non
     return out
 
 
+def _finite(text: str) -> Optional[float]:
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
 def read_json(path: str) -> Optional[dict[str, Any]]:
     """The JSON object in ``path``; None if missing or no such thing (the caller
-    still checks every value it uses)."""
+    still checks every value it uses). A number JSON cannot hold (NaN, Infinity,
+    1e400) reads as null, so that what is read can be written as JSON again."""
     try:
-        value = json.loads(read_regular(path, STATUS_LIMIT))
+        value = json.loads(
+            read_regular(path, STATUS_LIMIT), parse_float=_finite, parse_constant=lambda _: None
+        )
     except (OSError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None

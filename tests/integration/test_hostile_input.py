@@ -153,6 +153,8 @@ SIDECARS = {
     "spawned-at-1e400": '{"generations": [{"generation": 1, "pid": 1, "spawned_at": 1e400}]}',
     "spawned-at-minus-1e300": '{"generations": [{"generation": 1, "spawned_at": -1e300}]}',
     "spawned-at-nan": '{"generations": [{"generation": 1, "spawned_at": NaN, "memory": 1e300}]}',
+    "infinities": '{"failed_at": Infinity, "generations": [{"generation": 1, "pid": 1, '
+                  '"spawned_at": -Infinity, "memory": 1e400}]}',
     "absurd-values": json.dumps({
         "starter_pid": "me", "failed_generation": 1e400, "failed_at": -1e300,
         "next_attempt_at": "soon", "failed_reason": "\x1b[2J" * 1000,
@@ -162,6 +164,10 @@ SIDECARS = {
     "deep-nesting": '{"generations": ' + DEEP + "}",
     "not-utf8": b'{"generations": [{"status": "\xff\xfe"}]}'.decode("latin-1"),
 }
+
+
+def _not_json(name: str) -> None:
+    raise AssertionError(f"{name} in the --status --json output")
 
 
 @pytest.mark.parametrize("text", SIDECARS.values(), ids=SIDECARS.keys())
@@ -175,7 +181,9 @@ def test_status_survives_a_malformed_json_sidecar(
         r = run.run("--status", f"--pid-file={held_pid_file}", f"--status-file={status}", *extra)
         assert r.returncode == 0, r.stderr
         assert "Traceback" not in r.stderr and r.stderr == "", r.stderr
-        if not extra:
+        if extra:  # strict JSON: no NaN or Infinity a consumer could not parse
+            json.loads(r.stdout, parse_constant=_not_json)
+        else:
             lines = r.stdout.splitlines()
             assert lines[0].startswith("start_server pid "), r.stdout
             assert all(len(line) < 400 for line in lines), r.stdout

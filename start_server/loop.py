@@ -542,7 +542,9 @@ def _announce(config: Config, bound: list[Bound], foreign: Optional[str]) -> Non
         how = ""
         if b.adopted:
             how = " adopted from systemd" + (f" (name {b.name})" if b.name else "")
-        log(f"listening on {b.key} (fd {b.fd}){how}")
+        chosen = b.chosen_address()
+        at = f"; port chosen by the kernel: {chosen}" if chosen else ""
+        log(f"listening on {b.key} (fd {b.fd}{at}){how}")
 
 
 def _new_loop(config: Config, environ: Mapping[str, str], bound: list[Bound],

@@ -51,6 +51,14 @@ class Bound:
     def fd(self) -> int:
         return self.sock.fileno()
 
+    def chosen_address(self) -> Optional[str]:
+        """Where a port 0 spec is bound (the kernel chose the port); None for any
+        other spec. ``SERVER_STARTER_PORT`` keeps the spec, as the original does."""
+        if not isinstance(self.spec, PortSpec) or self.spec.port != 0:
+            return None
+        host, port = self.sock.getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
 
 def _option(spec: Union[PortSpec, PathSpec]) -> str:
     if isinstance(spec, PortSpec):

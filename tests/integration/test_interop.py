@@ -135,6 +135,33 @@ def test_environment_protocol_parity(run: Harness, perl: bool) -> None:
     assert not sock_path.exists()
 
 
+@pytest.mark.parametrize("perl", [False, True], ids=["ours", "perl"])
+def test_port_zero_keeps_its_spec_in_the_environment(run: Harness, perl: bool) -> None:
+    """--port=127.0.0.1:0: the kernel chooses the port; SERVER_STARTER_PORT names
+    the spec, as the original's does."""
+    out = run.tmp / "env.json"
+    s = run.start("--port=127.0.0.1:0", "--interval=0" if perl else "--interval=0.2",
+                  "--", PY, ENV_DUMP, str(out), perl=perl)
+    first_worker(s)
+    info: dict[str, Any] = wait_until(
+        lambda: out.exists() and json.loads(out.read_text()), what="env dump"
+    )
+    assert re.fullmatch(r"127\.0\.0\.1:0=\d+", info["value"]), info
+    s.signal(signal.SIGTERM)
+    assert s.wait() == 0
+
+
+def test_port_zero_logs_the_port_the_kernel_chose(run: Harness) -> None:
+    s = run.start("--port=127.0.0.1:0", "--interval=0.2", "--", PY, APP)
+    m = s.wait_line(r"listening on 127\.0\.0\.1:0 \(fd 3; port chosen by the kernel: "
+                    r"127\.0\.0\.1:(\d+)\)$")
+    port = int(m.group(1))
+    assert port != 0
+    first_worker(s)
+    assert http_get(port).startswith("gen=1 ")
+    assert http_get(port, "/env/SERVER_STARTER_PORT") == "127.0.0.1:0=3\n"
+
+
 # ---- (c) each implementation's clients against the other's starter -------------------
 
 

@@ -19,10 +19,12 @@ is, while STARTING:
 
 So the worker processes never outnumber ``--workers`` + K under ``--rolling``:
 every spawn of the starter (a roll's, a worker replaced alone, a first start)
-waits for room (``room``). With ``--workers 1`` a roll is the original's
-restart (one new beside one old) except that the old worker is signalled as
-soon as the new one started (no ``--kill-old-delay``), and that a new
-generation waits until no more than one older process is left.
+waits for room (``room``), except one while nothing else serves (only retiring
+workers left, e.g. after a scale down, and the last serving one died). With
+``--workers 1`` a roll is the original's restart (one new beside one old)
+except that the old worker is signalled as soon as the new one started (no
+``--kill-old-delay``), and that a new generation waits until no more than one
+older process is left.
 """
 
 from __future__ import annotations
@@ -52,9 +54,20 @@ def limit(p: Policy) -> Optional[int]:
 
 
 def room(p: Policy, gens: Iterable[Generation]) -> int:
-    """How many more workers may be spawned now (no bound without ``--rolling``)."""
+    """How many more workers may be spawned now (no bound without ``--rolling``).
+    Never none while nothing serves, starts or is on its way: retiring workers
+    (a scale down leaves more than K) may fill the bound until ``--stop-timeout``,
+    and an outage must not last that long for the bound's sake."""
     most = limit(p)
-    return 2**31 if most is None else max(most - processes(gens), 0)
+    if most is None:
+        return 2**31
+    gens = list(gens)
+    left = max(most - processes(gens), 0)
+    if left == 0 and not any(g.pending for g in gens) and all(
+        w.state is State.RETIRING for g in gens for w in g.workers
+    ):
+        return 1
+    return left
 
 
 def to_spawn(p: Policy, g: Generation, gens: Iterable[Generation]) -> list[int]:

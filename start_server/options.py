@@ -91,6 +91,8 @@ def _request(mode: Optional[str], scale: Optional[str],
     """The mode and the request with an argument: ``--scale`` is a client of its
     own, ``--worker`` goes with ``--restart`` only."""
     if scale is not None:
+        if worker is not None:
+            fail(f"--worker={worker}: only with --restart", 2)
         if mode is not None:
             fail(f"--scale: not with --{mode}", 2)
         return "scale", ("scale", scale)

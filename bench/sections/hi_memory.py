@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.common import log
-from harness.fmt import fms, median, met, yesno
+from harness.fmt import fms, median, met
 from harness.load import WRK_CONNS, wrk
 from harness.processes import Starter
 from harness.section import Results, Row, Section
 from harness.starterlog import log_events
+from harness.verdictrows import replace_row, restart_row
 
 MEM_LIMIT_MB = 64  # --max-memory
 MEM_GROW_MB_PER_S = 32  # the app's leak: from ~11 MB it crosses 64 MiB ~1.7 s after its start
@@ -173,40 +174,18 @@ def rows(results: Results) -> list[Row]:
 
 
 def _restart_row(h: dict[str, Any], key: str, run: dict[str, Any]) -> Row:
-    res = run["wrk"]
-    return [
+    label = (
         f"(h) `--max-memory {h['limit_mb']}M --memory-check-interval "
         f"{MEM_CHECK_INTERVAL:g} --wait-ready`"
         + (" `--workers 2`" if key == "w2" else "")
         + f", app leaks {h['grow_mb_per_s']} MiB/s, wrk -c {WRK_CONNS}: "
-        "failed requests (memory restarts during the load)",
-        f"{res['failed']} / {res['requests']} ({run['verdicts_during_load']} "
-        f"restarts, {run['spawned_during_load']} spawned)",
-        "n/a (no --max-memory)",
-        "",
-        "ours 0, restarts > 0",
-        yesno(res["failed"] == 0 and run["verdicts_during_load"] > 0),
-    ]
+        "failed requests (memory restarts during the load)"
+    )
+    return restart_row(label, run, "n/a (no --max-memory)")
 
 
 def _replace_row(run: dict[str, Any]) -> Row:
-    done = run["complete"]
-    if not done:
-        return [f"(i) {run['desc']}: no complete replacement", "n/a", "", "", "", ""]
-    det = median([r["detect"] for r in done])
-    rdy = median([r["ready"] for r in done])
-    gone = median([r["gone"] for r in done])
-    worst = max(r["gone"] for r in done)
-    return [
-        f"(i) over the limit -> detected / replacement ready / old one gone, "
-        f"{run['desc']}, median of {len(done)} (worst gone)",
-        f"{det:.2f} / {rdy:.2f} / {gone:.2f} s ({worst:.2f} s)",
-        "n/a (no --max-memory)",
-        "",
-        f"info (two checks {MEM_CHECK_INTERVAL:g} s apart: detect in "
-        f"{MEM_CHECK_INTERVAL:g}-{2 * MEM_CHECK_INTERVAL:g} s)",
-        "",
-    ]
+    return replace_row("i", run, "n/a (no --max-memory)", MEM_CHECK_INTERVAL)
 
 
 # ---- the reading ---------------------------------------------------------------

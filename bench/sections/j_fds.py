@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.common import log
-from harness.fmt import fms, median, met, yesno
+from harness.fmt import fms, median, met
 from harness.load import WRK_CONNS, wrk
 from harness.processes import Starter
 from harness.section import Results, Row, Section
+from harness.verdictrows import replace_row, restart_row
 
 from sections.hi_memory import crossings, replacements
 
@@ -99,40 +100,18 @@ def rows(results: Results) -> list[Row]:
 
 
 def _restart_row(j: dict[str, Any], key: str, run: dict[str, Any]) -> Row:
-    res = run["wrk"]
-    return [
+    label = (
         f"(j) `--max-open-files {j['limit']} --health-check-interval {FD_CHECK_INTERVAL:g} "
         "--wait-ready`"
         + (" `--workers 2`" if key == "w2" else "")
         + f", app leaks {j['leak_per_s']} sockets/s, wrk -c {WRK_CONNS}: "
-        "failed requests (fd restarts during the load)",
-        f"{res['failed']} / {res['requests']} ({run['verdicts_during_load']} "
-        f"restarts, {run['spawned_during_load']} spawned)",
-        "n/a (no fd limit)",
-        "",
-        "ours 0, restarts > 0",
-        yesno(res["failed"] == 0 and run["verdicts_during_load"] > 0),
-    ]
+        "failed requests (fd restarts during the load)"
+    )
+    return restart_row(label, run, "n/a (no fd limit)")
 
 
 def _replace_row(run: dict[str, Any]) -> Row:
-    done = run["complete"]
-    if not done:
-        return [f"(j) {run['desc']}: no complete fd replacement", "n/a", "", "", "", ""]
-    det = median([r["detect"] for r in done])
-    rdy = median([r["ready"] for r in done])
-    gone = median([r["gone"] for r in done])
-    worst = max(r["gone"] for r in done)
-    return [
-        f"(j) fd leak over the limit -> detected / replacement ready / old one gone, "
-        f"{run['desc']}, median of {len(done)} (worst gone)",
-        f"{det:.2f} / {rdy:.2f} / {gone:.2f} s ({worst:.2f} s)",
-        "n/a (no fd limit)",
-        "",
-        f"info (two checks {FD_CHECK_INTERVAL:g} s apart: detect in "
-        f"{FD_CHECK_INTERVAL:g}-{2 * FD_CHECK_INTERVAL:g} s)",
-        "",
-    ]
+    return replace_row("j", run, "n/a (no fd limit)", FD_CHECK_INTERVAL, what="fd ")
 
 
 # ---- the reading ---------------------------------------------------------------

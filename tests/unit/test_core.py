@@ -11,13 +11,13 @@ import signal
 from typing import TYPE_CHECKING, Optional
 
 import pytest
+from core_support import logs, make
 
 from start_server.children import describe
 from start_server.core import (
     Exit,
     Exited,
     Kill,
-    Log,
     Notified,
     NotifyUpstream,
     Policy,
@@ -49,10 +49,6 @@ def pid(n: int) -> int:
     return 100 * n
 
 
-def make(**policy: object) -> Supervisor:
-    return Supervisor(Policy(**policy))  # type: ignore[arg-type]
-
-
 def spawns(acts: list[Action]) -> list[int]:
     return [a.number for a in acts if isinstance(a, Spawn)]
 
@@ -63,10 +59,6 @@ def kills(acts: list[Action]) -> list[Kill]:
 
 def upstream(acts: list[Action]) -> list[str]:
     return [a.message for a in acts if isinstance(a, NotifyUpstream)]
-
-
-def logs(acts: list[Action]) -> str:
-    return "\n".join(a.message for a in acts if isinstance(a, Log))
 
 
 def exits(acts: list[Action]) -> list[int]:

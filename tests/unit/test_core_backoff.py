@@ -16,14 +16,13 @@ import signal
 from typing import TYPE_CHECKING
 
 import pytest
+from core_support import logs, make, spawns
 
 from start_server.backoff import BACKOFF_FLOOR, Backoff
 from start_server.core import (
     Exited,
-    Log,
     Policy,
     Signalled,
-    Spawn,
     Spawned,
     SpawnFailed,
     Start,
@@ -34,18 +33,6 @@ from start_server.core import (
 
 if TYPE_CHECKING:
     from start_server.core import Action
-
-
-def make(**policy: object) -> Supervisor:
-    return Supervisor(Policy(**policy))  # type: ignore[arg-type]
-
-
-def spawns(acts: list[Action]) -> list[tuple[int, int]]:
-    return [(a.number, a.slot) for a in acts if isinstance(a, Spawn)]
-
-
-def logs(acts: list[Action]) -> str:
-    return "\n".join(a.message for a in acts if isinstance(a, Log))
 
 
 def spawned(s: Supervisor, n: int, now: float, slot: int = 0, pid: int = 0) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
+from core_support import logs, make, spawns
+
 from start_server.core import (
     Fds,
     Kill,
@@ -17,7 +19,6 @@ from start_server.core import (
     Measure,
     Measured,
     Policy,
-    Spawn,
     Spawned,
     Start,
     State,
@@ -32,10 +33,6 @@ MIB = 1048576
 TERM = signal.SIGTERM
 
 
-def make(**policy: object) -> Supervisor:
-    return Supervisor(Policy(**policy))  # type: ignore[arg-type]
-
-
 def boot(s: Supervisor) -> None:
     n = s.policy.workers
     s.handle(Start(), 0.0)
@@ -43,14 +40,6 @@ def boot(s: Supervisor) -> None:
         s.handle(Spawned(1, 100 + k, {}, k), 0.0)
     s.handle(Tick(), s.policy.interval)
     assert s.gens[1].state is State.ACTIVE
-
-
-def spawns(acts: list[Action]) -> list[tuple[int, int]]:
-    return [(a.number, a.slot) for a in acts if isinstance(a, Spawn)]
-
-
-def logs(acts: list[Action]) -> str:
-    return "\n".join(a.message for a in acts if isinstance(a, Log))
 
 
 def fds(count: int, nofile: int | None = 1024, **kinds: int) -> Fds:

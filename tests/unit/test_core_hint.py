@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from test_core_backoff import boot, hup, logs, spawned
+from core_support import logs
+from test_core_backoff import boot, hup, spawned
 
 from start_server.core import HINT_AFTER_FAILURES, Exited, Policy, Start, Supervisor, Tick
 

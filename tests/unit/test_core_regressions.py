@@ -12,14 +12,14 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
+from core_support import make, spawns
+
 from start_server.core import (
     Exit,
     Exited,
     Kill,
     Measured,
-    Policy,
     Signalled,
-    Spawn,
     Spawned,
     SpawnFailed,
     Start,
@@ -32,14 +32,6 @@ if TYPE_CHECKING:
     from start_server.core import Action
 
 TERM, KILL, HUP = signal.SIGTERM, signal.SIGKILL, signal.SIGHUP
-
-
-def make(**policy: object) -> Supervisor:
-    return Supervisor(Policy(**policy))  # type: ignore[arg-type]
-
-
-def spawns(acts: list[Action]) -> list[tuple[int, int]]:
-    return [(a.number, a.slot) for a in acts if isinstance(a, Spawn)]
 
 
 def kills(acts: list[Action]) -> list[tuple[int, int, bool]]:

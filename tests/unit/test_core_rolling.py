@@ -9,14 +9,13 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
+from core_support import logs, make, spawns
+
 from start_server.core import (
     Exited,
     Kill,
-    Log,
     Notified,
-    Policy,
     Signalled,
-    Spawn,
     Spawned,
     SpawnFailed,
     Start,
@@ -33,20 +32,8 @@ if TYPE_CHECKING:
 TERM = signal.SIGTERM
 
 
-def make(**policy: object) -> Supervisor:
-    return Supervisor(Policy(**policy))  # type: ignore[arg-type]
-
-
-def spawns(acts: list[Action]) -> list[tuple[int, int]]:
-    return [(a.number, a.slot) for a in acts if isinstance(a, Spawn)]
-
-
 def kills(acts: list[Action]) -> list[int]:
     return [a.pid for a in acts if isinstance(a, Kill) and not a.group]
-
-
-def logs(acts: list[Action]) -> str:
-    return "\n".join(a.message for a in acts if isinstance(a, Log))
 
 
 def boot(s: Supervisor) -> None:

@@ -9,17 +9,16 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
+from core_support import logs, make, spawns
+
 from start_server.core import (
     Exited,
     Kill,
     Leftovers,
-    Log,
     Measure,
     Measured,
     Notified,
-    Policy,
     Signalled,
-    Spawn,
     Spawned,
     Start,
     State,
@@ -37,20 +36,8 @@ TERM = signal.SIGTERM
 KILL = signal.SIGKILL
 
 
-def make(**policy: object) -> Supervisor:
-    return Supervisor(Policy(**policy))  # type: ignore[arg-type]
-
-
-def spawns(acts: list[Action]) -> list[tuple[int, int]]:
-    return [(a.number, a.slot) for a in acts if isinstance(a, Spawn)]
-
-
 def kills(acts: list[Action]) -> list[tuple[int, int, bool]]:
     return [(a.pid, a.signum, a.group) for a in acts if isinstance(a, Kill)]
-
-
-def logs(acts: list[Action]) -> str:
-    return "\n".join(a.message for a in acts if isinstance(a, Log))
 
 
 def measures(acts: list[Action]) -> list[tuple[int, ...]]:

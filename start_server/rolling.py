@@ -6,7 +6,8 @@ is, while STARTING:
 
 - *spawning*: it has slots not yet spawned and there is room for them: fewer
   worker processes (any generation, any state, spawns on their way) than
-  ``--workers`` + K. ``to_spawn`` names the slots, lowest first;
+  ``--workers`` + K. ``to_spawn`` names the slots, those the oldest code
+  serves first, then lowest first;
 - *waiting*: for a worker of its own to start, or an old one to exit (which
   makes room; a signalled worker is KILLed after ``--stop-timeout``);
 - each of its workers that starts has one old serving worker signalled, as long
@@ -15,7 +16,10 @@ is, while STARTING:
   not replaced in its old generation: the roll makes up for it;
 - *done* once all its workers have started (the generation has started), or
   *stopped* when one fails to start: what it started keeps serving until the old
-  generation's emptied slots are filled again (``vacant``), one at a time.
+  generation's emptied slots are filled again (``vacant``), one at a time, or
+  *superseded* by a restart asked for meanwhile: its workers not yet started
+  are stopped, and the next generation's roll replaces its started ones as it
+  replaces the older generation's (``supersede``).
 
 So the worker processes never outnumber ``--workers`` + K under ``--rolling``:
 every spawn of the starter (a roll's, a worker replaced alone, a first start)
@@ -77,7 +81,15 @@ def to_spawn(p: Policy, g: Generation, gens: Iterable[Generation]) -> list[int]:
     gens = list(gens)
     taken = {w.slot for w in g.workers} | set(g.pending)
     free = [s for s in range(p.workers) if s not in taken]
+    free.sort(key=lambda s: (oldest_in(g, gens, s), s))
     return free[: room(p, gens)]
+
+
+def oldest_in(g: Generation, gens: Iterable[Generation], slot: int) -> int:
+    """The generation of the oldest worker serving ``slot`` for a generation other
+    than ``g`` (``g``'s own number where none does): a roll takes the slots of the
+    oldest code first, and each worker it starts retires the one in its slot."""
+    return min((w.number for w in serving_olds(g, gens) if w.slot == slot), default=g.number)
 
 
 def serving_olds(g: Generation, gens: Iterable[Generation]) -> list[Worker]:
@@ -165,6 +177,25 @@ def started(f: Fleet, g: Generation, w: Worker, now: float) -> None:
             old,
         )
         f.retire_worker(old, p.signal_on_hup, now, p.stop_timeout)
+
+
+def supersede(f: Fleet, g: Generation, why: str, now: float) -> bool:
+    """A restart asked for while ``g`` rolls in: the newest code rolls in at once
+    instead. ``g``'s workers still starting (or on their way) are stopped, its
+    started ones serve until the next generation's roll replaces them, as it
+    replaces the older generation's. False (nothing done) without ``--rolling``
+    or when nothing serves yet (a first start: the restart waits for it)."""
+    p = f.policy
+    if not p.rolling or f.current() is None:
+        return False
+    kept = [w for w in g.workers if w.state is State.ACTIVE]
+    f.log(
+        f"rolling: {why}: generation {g.number} is superseded; its workers not yet started "
+        f"are stopped, its started ones ({','.join(str(w.pid) for w in kept) or 'none'}) "
+        f"serve until generation {f.last_number + 1} replaces them"
+    )
+    f.retire(g, p.signal_on_hup, now, p.not_ready_grace, keep_serving=True)
+    return True
 
 
 def stop(f: Fleet, g: Generation, now: float) -> bool:

@@ -102,6 +102,9 @@ class Starts:
             self.fleet.log(f"{why} ignored: shutting down")
             return
         starting = self.fleet.starting()
+        if starting is not None and rolling.supersede(self.fleet, starting, why, self.fleet.now):
+            self.fleet.new_generation(self.fleet.now)
+            return
         line = self.fleet.restarts.request(why, None if starting is None else starting.number)
         if line is not None:
             self.fleet.log(line)

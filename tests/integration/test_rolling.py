@@ -209,3 +209,51 @@ def test_an_upgrade_and_an_old_worker_crash_mid_roll_and_the_roll_goes_on(
     s.signal(signal.SIGTERM)
     assert s.wait() == 0
     assert "Traceback" not in s.output
+
+
+@pytest.mark.timeout(150)
+def test_a_hup_mid_roll_rolls_the_newest_code_in_at_once(run: Harness) -> None:
+    port = free_port()
+    status, pid_file, slow = run.tmp / "status", run.tmp / "pid", run.tmp / "slow"
+    files = [f"--pid-file={pid_file}", f"--status-file={status}"]
+    # While ``slow`` exists a worker takes 3 s to start: generation 2's second
+    # worker is still starting when the HUP comes.
+    app = ("import os, sys, time; os.path.exists(sys.argv[1]) and time.sleep(3); "
+           "os.execv(sys.executable, [sys.executable] + sys.argv[2:])")
+    s = run.start(f"--port=127.0.0.1:{port}", *files, "--workers=4", "--rolling",
+                  "--wait-ready", "--", PY, "-c", app, str(slow), HELLO_APP)
+    wait_until(lambda: serving(status, 1, 4), timeout=60, what="generation 1")
+    with ClientLoad(port, clients=8, timeout=15) as load, Sampler(s.pid, status) as sample:
+        wait_until(lambda: sum(load.ok) > 50, timeout=60, what="the load to run")
+        mark = s.mark()
+        slow.touch()
+        out: list[Any] = []
+        client = _restart(run, files, out)  # waits for generation 2
+        s.wait_line(r"rolling: generation 2: sending TERM to old worker", start=mark, timeout=60)
+        wait_until(lambda: sum("gen=2 " in ln and "starting new worker" in ln
+                               for ln in s.lines[mark:]) == 2, timeout=60,
+                   what="generation 2's second worker")
+        slow.unlink()
+        s.signal(signal.SIGHUP)
+        s.wait_line(r"rolling: HUP: generation 2 is superseded", start=mark, timeout=30)
+        client.join(90)
+        r = out[0]
+        assert r.returncode == 0, r.stderr + s.output
+        assert "restarted: generation 3" in r.stderr
+        wait_until(lambda: serving(status, 3, 4), timeout=60, what="generation 3 alone")
+        before = dict(load.answered)
+        wait_until(lambda: sum(load.ok) > sum(before.values()) + 50, timeout=60,
+                   what="generation 3 serving")
+        assert {n: c for n, c in load.answered.items() if n != 3} == {
+            n: c for n, c in before.items() if n != 3
+        }  # only generation 3 answers now
+    load.check()
+    assert sample.peak <= 5, f"{sample.peak} workers at once > --workers 4 + 1"
+    lines = s.lines[mark:]
+    spawned = [ln for ln in lines if "starting new worker" in ln]
+    assert len([ln for ln in spawned if "gen=3 " in ln]) == 4
+    assert len(spawned) < 8, "\n".join(spawned)  # fewer than two full rolls
+    assert "one more restart" not in "\n".join(lines)
+    s.signal(signal.SIGTERM)
+    assert s.wait() == 0
+    assert "Traceback" not in s.output

@@ -140,20 +140,86 @@ def test_a_failed_first_replacement_is_a_failed_start_as_without_rolling() -> No
     assert status_detail(s.snapshot(), 1, 10.0)["failed_generation"] == 2
 
 
-def test_a_hup_during_a_roll_rolls_again_once_it_is_done() -> None:
-    s = make(workers=2, rolling=1)
+class Bounded:
+    """A supervisor whose every event is checked against --workers + K."""
+
+    def __init__(self, s: Supervisor) -> None:
+        self.s = s
+        self.spawned: list[tuple[int, int]] = []
+
+    def __call__(self, ev: object, now: float) -> list[Action]:
+        acts = self.s.handle(ev, now)  # type: ignore[arg-type]
+        self.spawned += spawns(acts)
+        p = self.s.policy
+        assert processes(self.s.gens.values()) <= p.workers + p.rolling
+        return acts
+
+
+def test_a_hup_during_a_roll_rolls_the_newest_code_in_at_once() -> None:
+    s = make(workers=2, rolling=2, wait_ready=True, ready_timeout=30.0)
+    s.handle(Start(), 0.0)
+    for k in range(2):
+        s.handle(Spawned(1, 100 + k, {}, k), 0.0)
+        s.handle(Notified(1, {"READY": "1"}, 100 + k), 0.1)
+    h = Bounded(s)
+    assert spawns(h(Signalled(signal.SIGHUP), 10.0)) == [(2, 0), (2, 1)]
+    h(Spawned(2, 200, {}, 0), 10.0)
+    h(Spawned(2, 201, {}, 1), 10.0)
+    assert kills(h(Notified(2, {"READY": "1"}, 200), 10.5)) == [100]
+    h(Exited(100, 0, "exit code 0"), 11.0)  # room for one, but 2 has spawned all it has
+    acts = h(Signalled(signal.SIGHUP), 11.5)
+    assert "generation 2 is superseded" in logs(acts)
+    assert "one more restart" not in logs(acts)
+    assert kills(acts) == [201]  # still starting: stopped
+    assert spawns(acts) == [(3, 1)]  # at once, in the slot of the oldest code (101)
+    assert s.gens[2].state is State.RETIRING and s.current() is s.gens[1]
+    assert s.snapshot().roll == (3, 0, 2)
+    assert status_detail(s.snapshot(), 1, 11.5)["failed_generation"] is None
+    h(Spawned(3, 301, {}, 1), 11.5)
+    assert spawns(h(Exited(201, 0, "exit code 0"), 12.0)) == [(3, 0)]
+    h(Spawned(3, 300, {}, 0), 12.0)
+    assert kills(h(Notified(3, {"READY": "1"}, 301), 12.5)) == [101]  # generation 1's first
+    acts = h(Notified(3, {"READY": "1"}, 300), 13.0)
+    assert kills(acts) == [200]
+    assert s.current() is s.gens[3] and s.gens[3].state is State.ACTIVE
+    h(Exited(101, 0, "exit code 0"), 13.5)
+    h(Exited(200, 0, "exit code 0"), 13.5)
+    assert sorted(s.gens) == [3] and {w.pid for w in s.workers()} == {300, 301}
+    assert all(w.state is State.ACTIVE for w in s.workers())
+
+
+def test_a_hup_during_a_roll_replaces_the_older_generation_first_one_at_a_time() -> None:
+    s = make(workers=4, rolling=1)
     boot(s)
-    s.handle(Signalled(signal.SIGHUP), 10.0)
-    s.handle(Spawned(2, 200, {}, 0), 10.0)
-    assert "one more restart will follow" in logs(s.handle(Signalled(signal.SIGHUP), 10.5))
-    s.handle(Tick(), 11.0)
-    s.handle(Exited(100, 0, "exit code 0"), 11.0)
-    s.handle(Spawned(2, 201, {}, 1), 11.0)
-    acts = s.handle(Tick(), 12.0)
-    assert s.gens[2].state is State.ACTIVE
-    assert kills(acts) == [101]
-    assert spawns(acts) == []  # generation 3 waits for room: 101 still runs
-    assert spawns(s.handle(Exited(101, 0, "exit code 0"), 12.5)) == [(3, 0)]
+    h = Bounded(s)
+    h(Signalled(signal.SIGHUP), 10.0)
+    h(Spawned(2, 200, {}, 0), 10.0)
+    assert kills(h(Tick(), 11.0)) == [100]
+    assert spawns(h(Exited(100, 0, "exit code 0"), 11.2)) == [(2, 1)]
+    h(Spawned(2, 201, {}, 1), 11.2)
+    acts = h(Signalled(signal.SIGHUP), 11.5)
+    assert kills(acts) == [201] and spawns(acts) == []  # at N + K until 201 has gone
+    assert spawns(h(Exited(201, 0, "exit code 0"), 11.6)) == [(3, 1)]
+    retired = []
+    for slot, old, at in ((1, 101, 12.0), (2, 102, 14.0), (3, 103, 16.0), (0, 200, 18.0)):
+        h(Spawned(3, 300 + slot, {}, slot), at)
+        acts = h(Tick(), at + 1.0)  # alive past --interval: started
+        retired += kills(acts)
+        assert kills(acts) == [old]
+        h(Exited(old, 0, "exit code 0"), at + 1.5)
+    assert retired == [101, 102, 103, 200]  # generation 1's workers before generation 2's
+    assert [sp for sp in h.spawned if sp[0] == 3] == [(3, 1), (3, 2), (3, 3), (3, 0)]
+    assert sorted(s.gens) == [3] and s.gens[3].state is State.ACTIVE
+    assert sorted(w.pid for w in s.workers()) == [300, 301, 302, 303]
+    assert s.snapshot().roll is None
+
+
+def test_a_hup_during_a_first_start_under_rolling_still_waits_for_it() -> None:
+    s = make(workers=2, rolling=1)
+    s.handle(Start(), 0.0)
+    s.handle(Spawned(1, 100, {}, 0), 0.0)
+    assert "one more restart will follow" in logs(s.handle(Signalled(signal.SIGHUP), 0.5))
+    assert kills(s.handle(Spawned(1, 101, {}, 1), 0.5)) == []
 
 
 def test_term_during_a_roll_stops_everything() -> None:

@@ -214,6 +214,30 @@ def test_a_hup_during_a_roll_replaces_the_older_generation_first_one_at_a_time()
     assert s.snapshot().roll is None
 
 
+def test_a_failure_after_a_hup_mid_roll_stops_the_new_roll_as_any_roll() -> None:
+    s = make(workers=3, rolling=1, backoff_max=8.0)
+    boot(s)
+    h = Bounded(s)
+    h(Signalled(signal.SIGHUP), 10.0)
+    h(Spawned(2, 200, {}, 0), 10.0)
+    h(Tick(), 11.0)  # 200 started, 100 goes
+    h(Exited(100, 0, "exit code 0"), 11.2)
+    h(Spawned(2, 201, {}, 1), 11.2)
+    h(Signalled(signal.SIGHUP), 11.5)  # 201 stopped
+    assert spawns(h(Exited(201, 0, "exit code 0"), 11.6)) == [(3, 1)]
+    h(Spawned(3, 301, {}, 1), 11.6)
+    assert kills(h(Tick(), 12.6)) == [101]
+    assert spawns(h(Exited(101, 0, "exit code 0"), 12.8)) == [(3, 2)]
+    h(Spawned(3, 302, {}, 2), 12.8)
+    acts = h(Exited(302, 256, "exit code 1"), 13.0)
+    assert "rolling: stopped" in logs(acts) and kills(acts) == []
+    assert status_detail(s.snapshot(), 1, 13.0)["failed_generation"] == 3
+    assert s.current() is s.gens[1] and s.fleet.restarts.respawn_at is not None
+    # One worker serves each slot: 200 (generation 2), 301 (3), 102 (1).
+    serving = sorted((w.slot, w.pid) for w in s.workers() if w.state is State.ACTIVE)
+    assert serving == [(0, 200), (1, 301), (2, 102)]
+
+
 def test_a_hup_during_a_first_start_under_rolling_still_waits_for_it() -> None:
     s = make(workers=2, rolling=1)
     s.handle(Start(), 0.0)

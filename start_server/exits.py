@@ -56,6 +56,9 @@ class Exits:
         was_active = w.state is State.ACTIVE
         # worker ACTIVE -> EXITED, RETIRING -> EXITED
         self.fleet.move(w, State.EXITED)
+        if g.state is State.STARTING and was_active and self.fleet.policy.rolling:
+            self._rolled_in_died(w, g, now, st)
+            return
         if g.state is State.STARTING:
             # One of several workers started, then died before its siblings did.
             self.fleet.log(f"new worker {w.pid} died during its generation's start, {st}", w)
@@ -94,11 +97,25 @@ class Exits:
         if roll is not None:
             self.fleet.log(f"slot {w.slot}: generation {roll.number}'s roll replaces it", w)
             return
+        self._respawn(w, g, now)
+
+    def _rolled_in_died(self, w: Worker, g: Generation, now: float, st: str) -> None:
+        """A started worker of the rolling generation died: it was serving, so it is
+        a serving worker's crash (respawned in its slot), not a failed start; the
+        roll goes on."""
+        self.fleet.log(f"new worker {w.pid} (slot {w.slot}) died unexpectedly with {st}", w)
+        self._respawn(w, g, now)
+
+    def _respawn(self, w: Worker, g: Generation, now: float) -> None:
+        """``w``, started, died on its own: its slot of ``g`` gets a new worker, at
+        once or after the backoff (--min-uptime, crashes in a row).
+
+        A respawn at once never waits for room under --rolling: it takes the place
+        of the process that just went away, so the count of worker processes does
+        not rise above what it was just before the death. One after the backoff
+        waits for room as any spawn does (timers.py)."""
         if self.retries.crashed(w, now):
-            if rolling.room(self.fleet.policy, self.fleet.gens.values()):
-                self.fleet.spawn_slot(g, w.slot, "replacing it")
-            else:  # --rolling, at --workers + K (retiring ones): once one has exited
-                self.fleet.slots.retry(g.number, w.slot, now)
+            self.fleet.spawn_slot(g, w.slot, "replacing it")
             return
         self.fleet.slots.retry(g.number, w.slot, now + self.fleet.backoff_delay())
         self.fleet.log(

@@ -21,10 +21,16 @@ is, while STARTING:
   are stopped, and the next generation's roll replaces its started ones as it
   replaces the older generation's (``supersede``).
 
+A started worker of the rolling generation that dies is a serving worker's
+crash, not a failed start: its slot is respawned (at once, or after the backoff
+of crashes in a row) and the roll goes on.
+
 So the worker processes never outnumber ``--workers`` + K under ``--rolling``:
 every spawn of the starter (a roll's, a worker replaced alone, a first start)
 waits for room (``room``), except one while nothing else serves (only retiring
-workers left, e.g. after a scale down, and the last serving one died). With
+workers left, e.g. after a scale down, and the last serving one died), and a
+started worker's respawn at once in its slot (exits.py): it takes the place of
+the process that just died, so the count never rises above the one before. With
 ``--workers 1`` a roll is the original's restart (one new beside one old)
 except that the old worker is signalled as soon as the new one started (no
 ``--kill-old-delay``), and that a new generation waits until no more than one
@@ -74,12 +80,15 @@ def room(p: Policy, gens: Iterable[Generation]) -> int:
     return left
 
 
-def to_spawn(p: Policy, g: Generation, gens: Iterable[Generation]) -> list[int]:
-    """The slots of ``g`` (STARTING, under ``--rolling``) to spawn now, lowest first."""
+def to_spawn(
+    p: Policy, g: Generation, gens: Iterable[Generation], waiting: Iterable[int] = ()
+) -> list[int]:
+    """The slots of ``g`` (STARTING, under ``--rolling``) to spawn now, lowest first;
+    not those ``waiting`` out a crash's backoff (timers.py respawns them)."""
     if not p.rolling or g.state is not State.STARTING:
         return []
     gens = list(gens)
-    taken = {w.slot for w in g.workers} | set(g.pending)
+    taken = {w.slot for w in g.workers} | set(g.pending) | set(waiting)
     free = [s for s in range(p.workers) if s not in taken]
     free.sort(key=lambda s: (oldest_in(g, gens, s), s))
     return free[: room(p, gens)]
@@ -153,14 +162,19 @@ def in_progress(f: Fleet) -> Optional[Generation]:
 def due(f: Fleet, stopping: bool) -> list[tuple[float, Generation]]:
     """The rolling generation, due at once when it has slots to spawn and room."""
     g = in_progress(f)
-    if stopping or g is None or not to_spawn(f.policy, g, f.gens.values()):
+    if stopping or g is None or not to_spawn(f.policy, g, f.gens.values(), _waiting(f, g)):
         return []
     return [(f.now, g)]
 
 
+def _waiting(f: Fleet, g: Generation) -> list[int]:
+    """Slots of ``g`` whose started worker crashed early: they wait out the backoff."""
+    return [slot for _, (_, slot) in f.slots.waiting(g.number)]
+
+
 def spawn(f: Fleet, g: Generation) -> None:
     """Spawn what ``to_spawn`` says, lowest slots first."""
-    for slot in to_spawn(f.policy, g, f.gens.values()):
+    for slot in to_spawn(f.policy, g, f.gens.values(), _waiting(f, g)):
         g.pending.append(slot)
         f.out.append(Spawn(g.number, slot))
 

@@ -129,11 +129,12 @@ class Timers:
         self.fleet.new_generation(now)
 
     def _due_slot_respawn(self) -> list[tuple[float, Any]]:
-        """Slots of the current generation to try again after the backoff."""
-        cur = self.fleet.current()
-        if self.stop.stopping or cur is None or rolling.in_progress(self.fleet) is not None:
+        """Slots of the current generation (of the rolling one during a roll) to
+        try again after the backoff."""
+        g = rolling.in_progress(self.fleet) or self.fleet.current()
+        if self.stop.stopping or g is None:
             return []
-        waiting = sorted(self.fleet.slots.waiting(cur.number))
+        waiting = sorted(self.fleet.slots.waiting(g.number))
         return waiting[: rolling.room(self.fleet.policy, self.fleet.gens.values())]
 
     def _fire_slot_respawn(self, items: list[tuple[int, int]], now: float) -> None:

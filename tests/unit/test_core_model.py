@@ -88,6 +88,7 @@ class Before:
     current: Optional[int]  # the newest started generation still serving
     states: dict[int, State]  # worker pid -> state
     last_number: int
+    processes: int  # worker processes alive or on their way, as the core counts them
 
 
 @dataclass
@@ -259,6 +260,7 @@ class CoreModel(RuleBasedStateMachine):
             cur.number if cur is not None else None,
             {w.pid: w.state for w in self.sup.workers()},
             self.sup.last_number,
+            processes(self.sup.gens.values()),
         )
 
     def _check(self, event: Event, actions: list[Action], before: Before) -> None:
@@ -273,7 +275,7 @@ class CoreModel(RuleBasedStateMachine):
         self._check_numbers(actions, before)
         self._check_kills(event, actions, before)
         self._check_newest_not_retired(event, actions, before)
-        self._check_rolling_bound(actions)
+        self._check_rolling_bound(event, actions, before)
         if any(isinstance(a, Exit) for a in actions):
             self._check_exit()
         self._check_starts(before)
@@ -357,11 +359,13 @@ class CoreModel(RuleBasedStateMachine):
                 successor = successor or serving >= sup.policy.workers
             assert successor, f"{a}: a serving worker of generation {number}, not replaced"
 
-    def _check_rolling_bound(self, actions: list[Action]) -> None:
+    def _check_rolling_bound(self, event: Event, actions: list[Action], before: Before) -> None:
         """--rolling K: a spawn never makes more than --workers + K worker processes,
         spawns on their way included, as the core counts them and as the model OS
         has them (a scale down may leave more for a while: they are retiring, and
-        then one spawn may go beside them while nothing else serves)."""
+        then one spawn may go beside them while nothing else serves). A started
+        worker's respawn at once in its slot, as it exits, is bound by the count
+        just before its death instead: it takes the dead one's place."""
         p = self.sup.policy
         if not p.rolling or not any(isinstance(a, Spawn) for a in actions):
             return
@@ -371,6 +375,11 @@ class CoreModel(RuleBasedStateMachine):
             w.state is not State.RETIRING for w in g.workers
         ) for g in self.sup.gens.values()) == 1:
             return  # nothing else served: the one spawn beside retiring workers (rolling.room)
+        if isinstance(event, Exited) and before.states.get(event.pid) is State.ACTIVE:
+            dead = self.procs[event.pid]
+            if any(isinstance(a, Spawn) and (a.number, a.slot) == (dead.number, dead.slot)
+                   for a in actions):
+                most = max(most, before.processes)  # its respawn (exits.py)
         assert counted <= most, f"{counted} workers > --workers {p.workers} + {p.rolling}"
         # A failed spawn is a process until the core hears of it (SpawnFailed queued).
         alive = len(self._alive(leftover=False)) + sum(

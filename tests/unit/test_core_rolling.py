@@ -286,3 +286,71 @@ def test_pure_rules() -> None:
     gens = list(s.gens.values())
     assert to_spawn(s.policy, g, gens) == []  # 3 + 1 spawn on its way = N + K
     assert to_retire(s.policy, g, gens, 0) == []  # none of its workers started
+
+
+def test_a_dead_workers_respawn_beside_more_than_k_retiring_ones_does_not_wait() -> None:
+    """A scale down leaves two TERM-ignoring workers retiring (4 processes at a
+    bound of 2 + 1); slot 0's worker dies: its respawn takes its place at once,
+    not after --stop-timeout (the count stays what it was before the death)."""
+    s = make(workers=4, rolling=1, stop_timeout=30.0)
+    boot(s)
+    s.handle(Signalled(signal.SIGTTOU), 2.0)
+    s.handle(Signalled(signal.SIGTTOU), 2.0)
+    assert s.policy.workers == 2 and processes(s.gens.values()) == 4
+    acts = s.handle(Exited(100, 9, "killed by KILL"), 5.0)
+    assert spawns(acts) == [(1, 0)]
+    assert processes(s.gens.values()) == 4  # as before the death
+    # Any other spawn still waits for room: a HUP's roll spawns nothing yet.
+    s.handle(Spawned(1, 110, {}, 0), 5.0)
+    assert spawns(s.handle(Signalled(signal.SIGHUP), 6.0)) == []
+
+
+def test_a_started_new_worker_that_dies_mid_roll_is_respawned_and_the_roll_goes_on() -> None:
+    s = make(workers=3, rolling=1, min_uptime=0.5)
+    boot(s)
+    s.handle(Signalled(signal.SIGHUP), 10.0)
+    s.handle(Spawned(2, 200, {}, 0), 10.0)
+    assert kills(s.handle(Tick(), 11.0)) == [100]  # 200 started: slot 0's old goes
+    assert spawns(s.handle(Exited(100, 0, "exit code 0"), 11.2)) == [(2, 1)]
+    s.handle(Spawned(2, 201, {}, 1), 11.2)
+    acts = s.handle(Exited(200, 9, "killed by KILL"), 11.5)  # ran 0.5 s since its start
+    assert "during its generation's start" not in logs(acts)
+    assert "rolling: stopped" not in logs(acts) and kills(acts) == []
+    assert spawns(acts) == [(2, 0)]  # in its slot, at once
+    assert s.fleet.failures == 0 and s.gens[2].state is State.STARTING
+    assert s.snapshot().roll == (2, 0, 3)
+    s.handle(Spawned(2, 210, {}, 0), 11.5)
+    acts = s.handle(Tick(), 12.5)  # 201 and 210 started beside 101 and 102: one goes
+    assert kills(acts) == [101]
+    assert spawns(s.handle(Exited(101, 0, "exit code 0"), 12.6)) == [(2, 2)]
+    s.handle(Spawned(2, 202, {}, 2), 12.6)
+    assert kills(s.handle(Tick(), 13.6)) == [102]
+    assert s.current() is s.gens[2] and status_detail(s.snapshot(), 1, 14.0)[
+        "failed_generation"
+    ] is None
+
+
+def test_a_started_new_worker_crashing_early_again_waits_out_the_backoff_in_its_slot() -> None:
+    s = make(workers=3, rolling=1, min_uptime=5.0, backoff_max=8.0)
+    boot(s)
+    s.handle(Signalled(signal.SIGHUP), 10.0)
+    s.handle(Spawned(2, 200, {}, 0), 10.0)
+    s.handle(Tick(), 11.0)
+    s.handle(Exited(100, 0, "exit code 0"), 11.0)
+    s.handle(Spawned(2, 201, {}, 1), 11.0)
+    assert spawns(s.handle(Exited(200, 9, "killed by KILL"), 11.5)) == [(2, 0)]  # the first
+    s.handle(Spawned(2, 210, {}, 0), 11.5)
+    s.handle(Tick(), 12.0)  # 201 started
+    assert kills(s.handle(Tick(), 12.5)) == [101]  # 210 started
+    acts = s.handle(Exited(210, 9, "killed by KILL"), 13.0)  # the second early crash in a row
+    assert "slot 0: next attempt in" in logs(acts)
+    assert spawns(acts) == [(2, 2)]  # the roll goes on; slot 0 waits out the backoff
+    assert s.gens[2].state is State.STARTING and s.fleet.failures == 2
+    assert spawns(s.handle(Exited(101, 0, "exit code 0"), 13.1)) == []
+    due = s.next_deadline()
+    assert due is not None and due > 13.1
+    assert spawns(s.handle(Tick(), due)) == [(2, 0)]  # after the backoff, in its slot
+    s.handle(Spawned(2, 202, {}, 2), due)
+    s.handle(Spawned(2, 220, {}, 0), due)
+    assert kills(s.handle(Tick(), due + 1.0)) == [102]
+    assert s.current() is s.gens[2]

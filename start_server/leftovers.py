@@ -29,7 +29,8 @@ class LeftoverPids:
         return self.since.pop(pid, 0) != 0
 
     def terminated(self) -> list[int]:
-        """Those sent TERM and not yet KILL (a stop sends them TERM again)."""
+        """Those sent TERM and not yet KILL (a stop sends them TERM again, and
+        their grace or --stop-timeout counts from that TERM)."""
         return [pid for pid, since in self.since.items() if since is not None]
 
     def due(self, grace: Optional[float]) -> list[tuple[float, int]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 
-from .events import Exit, Kill, NotifyUpstream
+from .events import Exit, NotifyUpstream
 from .generations import State
 from .spec import signal_name
 
@@ -50,7 +50,7 @@ class Stopping:
         f.log(f"received {name}, sending {signal_name(sig)} to all workers:{pids}")
         f.out.append(NotifyUpstream("STOPPING=1"))
         for pid in f.leftover_pids.terminated():
-            f.out.append(Kill(pid, signal.SIGTERM))
+            f.stop_leftover(pid, now)  # TERM again: their grace counts from now
         for g in sorted(f.gens.values(), key=lambda g: g.number):
             if g.state is not State.RETIRING:
                 f.retire(g, sig, now, f.policy.stop_timeout)

@@ -248,12 +248,13 @@ def test_stop_without_stop_timeout_leaves_leftovers_ignoring_term() -> None:
     acts = s.handle(Leftovers((555, 556)), 10.0)
     assert kills(acts) == [(555, TERM, False), (556, TERM, False)]
     assert s.next_deadline() is None  # running: TERM only, as before
-    s.handle(Signalled(signal.SIGTERM), 11.0)
+    acts = s.handle(Signalled(signal.SIGTERM), 11.0)
+    assert (555, TERM, False) in kills(acts)  # the stop's TERM
     s.handle(Exited(100, 0, "exit code 0"), 11.5)
     s.handle(Exited(556, 0, "exit code 0"), 11.6)
     assert not s.done
-    assert s.next_deadline() == 20.0  # 10 s after the leftover's TERM
-    acts = s.handle(Tick(), 20.0)
+    assert s.next_deadline() == 21.0  # 10 s after the stop's TERM to the leftover
+    acts = s.handle(Tick(), 21.0)
     assert kills(acts) == []  # no KILL without --stop-timeout
     assert "leaving leftover processes running: 555 " in logs(acts)
     assert s.done
@@ -282,6 +283,22 @@ def test_leftovers_are_left_only_once_no_worker_is_waited_for() -> None:
     assert s.next_deadline() is None  # worker 100 ignores TERM: no limit, as the original
     acts = s.handle(Exited(100, 9, "killed by SIGKILL"), 300.0)  # killed by someone else
     assert "leaving leftover processes running: 555 " in logs(acts)  # its grace is long over
+    assert s.done
+
+
+def test_a_stop_gives_leftovers_signalled_long_ago_their_grace_again() -> None:
+    """A stop sends TERM again to leftovers stopped earlier; their grace counts
+    from that TERM, so none is signalled and left in the same breath."""
+    s = make(interval=1.0)
+    boot(s)
+    s.handle(Leftovers((555,)), 10.0)
+    acts = s.handle(Signalled(signal.SIGTERM), 60.0)  # 50 s after the leftover's TERM
+    assert (555, TERM, False) in kills(acts)
+    assert s.leftovers == {555: 60.0}
+    acts = s.handle(Exited(100, 0, "exit code 0"), 61.0)  # no worker left
+    assert "leaving" not in logs(acts)
+    assert s.next_deadline() == 70.0
+    assert "leaving leftover processes running: 555 " in logs(s.handle(Tick(), 70.0))
     assert s.done
 
 

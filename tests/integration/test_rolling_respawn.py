@@ -154,9 +154,11 @@ def test_a_started_new_worker_killed_mid_roll_is_respawned_and_the_roll_goes_on(
             w["generation"] == 2 and w["state"] == "active" for w in _workers(status))
         served = sum(load.ok)
         wait_until(lambda: sum(load.ok) > served + 50, timeout=60, what="generation 2 serving")
-    # Only requests in flight to the killed worker may fail (one per client at most).
-    assert not load.other, load.other[:5]
-    assert len(load.dropped) <= 8, load.dropped[:5]
+    # Only requests in flight to the killed worker may fail (one per client at most),
+    # and only as a SIGKILL cuts them: reset, or closed before or during the answer
+    # (headers sent, body not). Never refused, never a wrong answer.
+    assert len(load.failures) <= 8, load.failures
+    assert not [f for f in load.other if "Refused" in f or "HTTP " in f], load.other
     assert all(load.ok)
     # Only the killed worker's slot went without a worker, until its respawn started.
     assert sample.fewest == 2, sample.fewest

@@ -372,6 +372,12 @@ def daemon_guard(pid_file: Path) -> Iterator[None]:
 HELLO = re.compile(r"^hello from generation (\d+) pid \d+$")  # examples/hello_app.py & co
 
 
+def proc_environ(pid: int) -> dict[str, str]:
+    """The environment ``pid`` was exec'd with."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    return dict(e.split("=", 1) for e in raw.split("\0") if "=" in e)
+
+
 class ClientLoad:
     """Client threads, one new connection per request, until the block ends.
 

@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from support import APP, PY, Harness, first_worker, free_port, gen_of, http_get, wait_until
+from support import (
+    APP,
+    PY,
+    Harness,
+    first_worker,
+    free_port,
+    gen_of,
+    http_get,
+    proc_environ,
+    wait_until,
+)
 
 from start_server.reexec import STARTER
 from start_server.signals import USED
@@ -26,11 +36,6 @@ from start_server.signals import USED
 
 def _cmdline(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-
-
-def _environ(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
-    return dict(e.split("=", 1) for e in raw.split("\0") if "=" in e)
 
 
 def _lean_cmdline(pid: int, *before: str) -> list[str]:
@@ -72,7 +77,7 @@ def test_the_running_starter_is_the_same_process_re_executed_lean(
     assert not [f for f in _open_files(s.pid) if "hand-over" in f]
     for pid in (s.pid, worker):
         assert str(status) not in Path(f"/proc/{pid}/environ").read_text(errors="replace")
-    seen = _environ(worker)
+    seen = proc_environ(worker)
     assert seen.get("PYTHONPATH") == pythonpath
     # Held across the exec, then unblocked by the loop; the worker gets an empty mask.
     assert _blocked(s.pid) & sum(1 << (sig - 1) for sig in USED) == 0

@@ -14,21 +14,11 @@ status JSON shows.
 from __future__ import annotations
 
 import os
-import select
 import socket
 import stat
 import sys
-import time
 
-from .control import (
-    ControlError,
-    _alive,
-    _DirWatch,
-    _pidfd,
-    _starter_pid,
-    _text,
-    _whole,
-)
+from .control import ControlError, _starter_pid, _text, _whole, await_answer
 from .control_socket import request
 from .files import json_path, read_json
 from .optiontable import MAX_WORKERS
@@ -113,16 +103,25 @@ def ask(config: ClientOptions) -> int:
     _in_range(kind, value, _whole(detail.get("workers"), MAX_WORKERS))
     address = _address(detail, pid)
     id = os.urandom(8).hex()
-    watch = _DirWatch(os.path.dirname(os.path.abspath(config.status_file)))
-    pidfd = _pidfd(pid)
-    deadline = time.monotonic() + config.timeout
-    try:
-        _send(address, request(id, kind, value))
-        return _wait(config, pid, id, deadline, (watch, pidfd))
-    finally:
-        watch.close()
-        if pidfd is not None:
-            os.close(pidfd)
+    status_file = config.status_file
+    said = ""
+
+    def answer() -> Optional[int]:
+        nonlocal said
+        state, said = _answer(status_file, id)
+        if state == "done":
+            print(f"start_server: {said}", file=sys.stderr)
+            return 0
+        if state in ("failed", "refused"):
+            raise ControlError(said or f"the request was {state}")
+        return None
+
+    def timed_out() -> str:
+        so_far = f" (so far: {said})" if said else " (no answer: is it busy?)"
+        return f"timed out after {config.timeout:g} s{so_far}"
+
+    return await_answer(config, pid, lambda: _send(address, request(id, kind, value)),
+                        answer, what="the request", timed_out=timed_out)
 
 
 def _send(address: str, data: bytes) -> None:
@@ -134,28 +133,3 @@ def _send(address: str, data: bytes) -> None:
             raise ControlError(
                 f"control socket {shown}: {exc.strerror or exc} (is an upgrade under way?)"
             ) from None
-
-
-def _wait(config: ClientOptions, pid: int, id: str, deadline: float,
-          wakers: tuple[_DirWatch, Optional[int]]) -> int:
-    """Until the answer is final; woken by the status file's directory or the starter's exit."""
-    assert config.status_file
-    watch, pidfd = wakers
-    state = message = ""
-    while True:
-        state, message = _answer(config.status_file, id)
-        if state == "done":
-            print(f"start_server: {message}", file=sys.stderr)
-            return 0
-        if state in ("failed", "refused"):
-            raise ControlError(message or f"the request was {state}")
-        if not _alive(pid):
-            raise ControlError(f"start_server (pid {pid}) exited before the request completed")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            said = f" (so far: {message})" if message else " (no answer: is it busy?)"
-            raise ControlError(f"timed out after {config.timeout:g} s{said}")
-        fds = [fd for fd in (watch.fd, pidfd) if fd is not None]
-        # Without inotify, re-read every 50 ms (the starter itself never polls).
-        select.select(fds, [], [], min(remaining, 0.05) if watch.fd is None else remaining)
-        watch.drain()

@@ -35,7 +35,7 @@ from .values import CLIENT_TIMEOUT, ConfigError, option_value, seconds_value
 TYPE_CHECKING = False  # typing costs the client milliseconds at every deploy
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any, Optional
+    from typing import Any, Callable, Optional
 
 _IN_CLOSE_WRITE = 0x008
 _IN_MOVED_TO = 0x080
@@ -227,37 +227,55 @@ def restart(config: ClientOptions) -> int:
             "(is the starter still starting?)"
         )
     wait_for = _next_generation(config.status_file, gens)
+    status_file = config.status_file
+
+    def answer() -> Optional[int]:
+        now_gens = _generations(status_file)
+        numbers = sorted({g for g, _ in now_gens})
+        if numbers and numbers[0] >= wait_for and len(numbers) == 1:
+            pids = ",".join(str(p) for _, p in now_gens)
+            print(f"start_server: restarted: generation {numbers[0]} (pid {pids})",
+                  file=sys.stderr)
+            return 0
+        detail = read_json(json_path(status_file)) or {}
+        failed = detail.get("failed_generation")
+        if isinstance(failed, int) and failed >= wait_for:
+            raise ControlError(
+                f"generation {failed} failed to start: {detail.get('failed_reason') or '?'}"
+                "; the previous generation keeps serving"
+            )
+        return None
+
+    def timed_out() -> str:
+        listed = ", ".join(f"{g}:{p}" for g, p in _generations(status_file)) or "nothing"
+        return (f"timed out after {config.timeout:g} s waiting for generation {wait_for} "
+                f"to take over (status file lists {listed})")
+
+    return await_answer(config, pid, lambda: os.kill(pid, signal.SIGHUP), answer,
+                        what="the restart", timed_out=timed_out)
+
+
+def await_answer(config: ClientOptions, pid: int, send: Callable[[], None],
+                 answer: Callable[[], Optional[int]], *, what: str,
+                 timed_out: Callable[[], str]) -> int:
+    """``send()``, then the exit code ``answer()`` gives (or raises), re-asked
+    whenever the status file's directory changes; ControlError once the starter
+    is gone or after --timeout. Woken by inotify and the starter's pidfd."""
+    assert config.status_file
     watch = _DirWatch(os.path.dirname(os.path.abspath(config.status_file)))
     pidfd = _pidfd(pid)
     deadline = time.monotonic() + config.timeout
     try:
-        os.kill(pid, signal.SIGHUP)
+        send()
         while True:
-            now_gens = _generations(config.status_file)
-            numbers = sorted({g for g, _ in now_gens})
-            if numbers and numbers[0] >= wait_for and len(numbers) == 1:
-                pids = ",".join(str(p) for _, p in now_gens)
-                print(
-                    f"start_server: restarted: generation {numbers[0]} (pid {pids})",
-                    file=sys.stderr,
-                )
-                return 0
-            detail = read_json(json_path(config.status_file)) or {}
-            failed = detail.get("failed_generation")
-            if isinstance(failed, int) and failed >= wait_for:
-                raise ControlError(
-                    f"generation {failed} failed to start: {detail.get('failed_reason') or '?'}"
-                    "; the previous generation keeps serving"
-                )
+            code = answer()
+            if code is not None:
+                return code
             if not _alive(pid):
-                raise ControlError(f"start_server (pid {pid}) exited before the restart completed")
+                raise ControlError(f"start_server (pid {pid}) exited before {what} completed")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                listed = ", ".join(f"{g}:{p}" for g, p in now_gens) or "nothing"
-                raise ControlError(
-                    f"timed out after {config.timeout:g} s waiting for generation {wait_for} "
-                    f"to take over (status file lists {listed})"
-                )
+                raise ControlError(timed_out())
             fds = [fd for fd in (watch.fd, pidfd) if fd is not None]
             # Without inotify, re-read every 50 ms (the starter itself never polls).
             select.select(fds, [], [], min(remaining, 0.05) if watch.fd is None else remaining)
@@ -294,36 +312,24 @@ def upgrade(config: ClientOptions) -> int:
             f"--status-file={config.status_file}: nothing written yet "
             "(is the starter still starting?)"
         )
-    before, _ = _upgrade_seq(config.status_file)
-    watch = _DirWatch(os.path.dirname(os.path.abspath(config.status_file)))
-    pidfd = _pidfd(pid)
-    deadline = time.monotonic() + config.timeout
-    try:
-        os.kill(pid, signal.SIGUSR2)
-        while True:
-            seq, up = _upgrade_seq(config.status_file)
-            if seq > before:
-                message = _text(up.get("message"), 200)
-                if up.get("ok") is True:
-                    print(f"start_server: {message}", file=sys.stderr)
-                    return 0
-                raise ControlError(message or "the upgrade was refused")
-            if not _alive(pid):
-                raise ControlError(f"start_server (pid {pid}) exited before the upgrade completed")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ControlError(
-                    f"timed out after {config.timeout:g} s waiting for start_server (pid {pid}) "
-                    "to run the upgraded code"
-                )
-            fds = [fd for fd in (watch.fd, pidfd) if fd is not None]
-            # Without inotify, re-read every 50 ms (the starter itself never polls).
-            select.select(fds, [], [], min(remaining, 0.05) if watch.fd is None else remaining)
-            watch.drain()
-    finally:
-        watch.close()
-        if pidfd is not None:
-            os.close(pidfd)
+    status_file = config.status_file
+    before, _ = _upgrade_seq(status_file)
+
+    def answer() -> Optional[int]:
+        seq, up = _upgrade_seq(status_file)
+        if seq <= before:
+            return None
+        message = _text(up.get("message"), 200)
+        if up.get("ok") is not True:
+            raise ControlError(message or "the upgrade was refused")
+        print(f"start_server: {message}", file=sys.stderr)
+        return 0
+
+    return await_answer(
+        config, pid, lambda: os.kill(pid, signal.SIGUSR2), answer, what="the upgrade",
+        timed_out=lambda: f"timed out after {config.timeout:g} s waiting for start_server "
+        f"(pid {pid}) to run the upgraded code",
+    )
 
 
 def stop(config: ClientOptions) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import http.client
+import json
 import os
 import re
 import signal
@@ -22,11 +23,12 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Literal, Optional, TypeVar, Union
+from typing import Any, Callable, Literal, Optional, TypeVar, Union
 
 TESTS = Path(__file__).resolve().parent
 APPS = TESTS / "apps"
 APP = str(APPS / "app.py")
+HELLO_APP = str(TESTS.parent / "examples" / "hello_app.py")
 PY = sys.executable
 PERL_START_SERVER = "/usr/bin/start_server"
 TOKEN_VAR = "START_SERVER_TEST_TOKEN"
@@ -370,6 +372,14 @@ def daemon_guard(pid_file: Path) -> Iterator[None]:
 
 
 HELLO = re.compile(r"^hello from generation (\d+) pid \d+$")  # examples/hello_app.py & co
+
+
+def status_detail(status: Path) -> dict[str, Any]:
+    """The status file's JSON sidecar; {} while it is missing or being replaced."""
+    try:
+        return dict(json.loads(Path(f"{status}.json").read_text()))
+    except (OSError, ValueError):
+        return {}
 
 
 def proc_environ(pid: int) -> dict[str, str]:

@@ -5,7 +5,6 @@ sampled from /proc throughout: never more than --workers + K."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -13,21 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import PY, ClientLoad, Harness, daemon_guard, free_port, gone, wait_until
-
-HELLO_APP = str(Path(__file__).resolve().parents[2] / "examples" / "hello_app.py")
-
-
-def _detail(status: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads(Path(f"{status}.json").read_text()))
-    except (OSError, ValueError):
-        return {}
+from support import (
+    HELLO_APP,
+    PY,
+    ClientLoad,
+    Harness,
+    daemon_guard,
+    free_port,
+    gone,
+    status_detail,
+    wait_until,
+)
 
 
 def serving(status: Path, generation: int, n: int) -> bool:
     """Generation ``generation`` alone, its ``n`` workers all started."""
-    workers = _detail(status).get("generations", [])
+    workers = status_detail(status).get("generations", [])
     return len(workers) == n and all(
         w["generation"] == generation and w["state"] == "active" for w in workers
     )
@@ -63,7 +63,7 @@ class Sampler:
     def _run(self) -> None:
         while not self.stop.is_set():
             self.peak = max(self.peak, children(self.pid))
-            roll = _detail(self.status).get("rolling")
+            roll = status_detail(self.status).get("rolling")
             if roll and (not self.rolls or self.rolls[-1] != str(roll)):
                 self.rolls.append(str(roll))
             self.stop.wait(0.005)  # the sampling period
@@ -195,7 +195,7 @@ def test_an_upgrade_and_an_old_worker_crash_mid_roll_and_the_roll_goes_on(
     s = run.start(f"--port=127.0.0.1:{port}", *files, "--workers=3", "--rolling",
                   "--interval=0.5", "--", PY, HELLO_APP)
     wait_until(lambda: serving(status, 1, 3), timeout=60, what="generation 1")
-    olds = [w["pid"] for w in _detail(status)["generations"]]
+    olds = [w["pid"] for w in status_detail(status)["generations"]]
     mark = s.mark()
     s.signal(signal.SIGHUP)
     m = s.wait_line(r"rolling: generation 2: sending TERM to old worker (\d+)", start=mark)

@@ -5,7 +5,6 @@ respawned in its slot, not a failed start: the roll goes on."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -13,9 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import PY, ClientLoad, Harness, free_port, gone, wait_until
-
-HELLO_APP = str(Path(__file__).resolve().parents[2] / "examples" / "hello_app.py")
+from support import (
+    HELLO_APP,
+    PY,
+    ClientLoad,
+    Harness,
+    free_port,
+    gone,
+    status_detail,
+    wait_until,
+)
 
 # A worker that ignores TERM (from before --interval says it started): a retiring
 # one stays until --stop-timeout.
@@ -23,10 +29,7 @@ STUBBORN = "trap '' TERM; exec sleep 600"
 
 
 def _workers(status: Path) -> list[dict[str, Any]]:
-    try:
-        return list(json.loads(Path(f"{status}.json").read_text()).get("generations", []))
-    except (OSError, ValueError):
-        return []
+    return list(status_detail(status).get("generations", []))
 
 
 @pytest.mark.timeout(120)

@@ -3,29 +3,30 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-from support import APP, PY, ClientLoad, Harness, daemon_guard, free_port, gone, wait_until
-
-HELLO_APP = str(Path(__file__).resolve().parents[2] / "examples" / "hello_app.py")
-
-
-def _detail(status: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads(Path(f"{status}.json").read_text()))
-    except (OSError, ValueError):
-        return {}
+from support import (
+    APP,
+    HELLO_APP,
+    PY,
+    ClientLoad,
+    Harness,
+    daemon_guard,
+    free_port,
+    gone,
+    proc_environ,
+    status_detail,
+    wait_until,
+)
 
 
 def slots(status: Path) -> dict[int, tuple[int, int, str]]:
     """slot -> (generation, pid, state), while each slot has one worker (else {})."""
-    workers = _detail(status).get("generations", [])
+    workers = status_detail(status).get("generations", [])
     out = {w["worker"]: (w["generation"], w["pid"], w["state"]) for w in workers}
     return out if len(out) == len(workers) else {}
 
@@ -43,11 +44,7 @@ def settled(status: Path, n: int, generation: int = 1) -> dict[int, int]:
 
 
 def worker_env(pid: int, name: str) -> str:
-    for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-        key, _, value = item.partition(b"=")
-        if key.decode() == name:
-            return value.decode()
-    return "<unset>"
+    return proc_environ(pid).get(name, "<unset>")
 
 
 def client(run: Harness, files: list[str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -82,7 +79,7 @@ def test_scale_4_to_6_to_2_under_load_without_a_failed_request(run: Harness) -> 
     assert load.generations() == {1}
     for k in range(2, 6):
         s.wait_line(rf"slot {k}: retiring worker {six[k]} \(scaled to 2\)")
-    assert _detail(status)["workers"] == 2
+    assert status_detail(status)["workers"] == 2
 
 
 def test_ttin_and_ttou_add_and_retire_one_worker_one_line_at_a_bound(run: Harness) -> None:
@@ -125,7 +122,7 @@ def test_restart_worker_2_replaces_that_slot_alone(run: Harness, ready: bool) ->
     assert {k: after[k] for k in (0, 1, 3)} == {k: before[k] for k in (0, 1, 3)}
     why = "ready" if ready else "alive after 0.2 s"
     s.wait_line(rf"worker {after[2]} \(slot 2\) is now running \({why}\)", start=mark)
-    assert _detail(status)["generations"][2]["restarts"] == 1
+    assert status_detail(status)["generations"][2]["restarts"] == 1
 
 
 def test_a_failed_worker_restart_is_reported_and_the_old_worker_serves_on(
@@ -142,7 +139,7 @@ def test_a_failed_worker_restart_is_reported_and_the_old_worker_serves_on(
     r = client(run, files, "--restart", "--worker=1")
     assert r.returncode == 1
     assert r.stderr == "start_server: the new worker in slot 1 did not start\n"
-    workers = _detail(status)["generations"]
+    workers = status_detail(status)["generations"]
     assert [w["pid"] for w in workers if w["worker"] == 1 and w["state"] == "active"] == [
         before[1]
     ]
@@ -203,7 +200,7 @@ def test_a_scale_survives_an_upgrade_in_place(run: Harness) -> None:
     three = settled(status, 3)
     r = client(run, files, "--upgrade")
     assert r.returncode == 0, r.stderr
-    assert _detail(status)["workers"] == 3
+    assert status_detail(status)["workers"] == 3
     # The upgraded code answers on its own control socket, with the count carried over.
     r = client(run, files, "--scale=-1")
     assert r.returncode == 0, r.stderr
